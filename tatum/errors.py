@@ -1,0 +1,18 @@
+"""The one exception type the CLI turns into `tatum: error: ...` and exit code 2."""
+
+from __future__ import annotations
+
+import os
+
+
+class TatumError(Exception):
+    """A problem with the user's input or setup, reported in one line without a traceback."""
+
+    def __init__(self, reason: str, path: str | os.PathLike | None = None):
+        self.reason = reason
+        self.path = None if path is None else str(path)
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class MidiError(TatumError):
+    """A MIDI file that cannot be read as a piano performance."""

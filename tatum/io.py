@@ -1,0 +1,38 @@
+"""Safe file output: atomic writes and the no-overwrite rule."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from tatum.errors import TatumError
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def check_writable(path: str | os.PathLike, force: bool) -> Path:
+    """Refuse to replace an existing file unless `force`; the user's files are never lost silently."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise TatumError("exists already (use --force to replace it)", path)
+    if path.is_dir():
+        raise TatumError("is a folder; give a file name", path)
+    return path
