@@ -1,0 +1,1 @@
+"""Datasets: sources of MIDI collections, token shards, and training examples drawn from them."""
