@@ -1,0 +1,13 @@
+#!/bin/sh
+# Debian/Ubuntu packages the project needs; installs only what is missing.
+set -e
+need=""
+python3 -c "import venv, ensurepip" 2>/dev/null || need="$need python3-venv python3-pip"
+python3 -c "import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')) else 1)" 2>/dev/null || need="$need python3-dev"
+command -v gcc >/dev/null 2>&1 || need="$need build-essential"
+[ -z "$need" ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing system packages:$need"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need
