@@ -37,15 +37,13 @@ class TempoMap:
                         self.timesig.copy(), self.tpq)
 
     def shifted(self, ms: float) -> "TempoMap":
-        """The map with its events moved by `ms`; the tempo in force at time 0 is kept at time 0."""
+        """The map with its events moved by `ms`; whatever is in force at the new time 0 stays at 0."""
         def move(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             t = times + ms
+            before = np.flatnonzero(t <= 0)
+            i = before[-1] if len(before) else 0
             keep = t > 0
-            first = int(np.flatnonzero(~keep)[-1]) if (~keep).any() else None
-            if first is not None:
-                t = np.concatenate([[0.0], t[keep]])
-                values = np.concatenate([values[first:first + 1], values[keep]])
-            return t, values
+            return np.concatenate([[0.0], t[keep]]), np.concatenate([values[i:i + 1], values[keep]])
         tm, q = move(self.tempo_ms, self.qpm)
         sm, s = move(self.timesig_ms, self.timesig)
         return TempoMap(tm, q, sm, s, self.tpq)
@@ -211,7 +209,8 @@ class Notes:
             parts.append((onset, dur, a["pitch"], a["velocity"]))
         onset = np.concatenate([p[0] for p in parts])
         dur = np.concatenate([p[1] for p in parts])
-        if not np.all(np.isfinite(onset)) or not np.all(np.isfinite(dur)) or onset.max() > 2**31 - 2**24:
+        limit = 2**31 - 2**24  # int32 milliseconds, ≈ 24 days
+        if not np.all(np.isfinite(onset)) or not np.all(np.isfinite(dur)) or (onset + dur).max() > limit:
             raise MidiError("note times out of range (corrupt tempo map?)", name)
         onset = np.round(onset).astype(np.int64)
         dur = np.maximum(1, np.round(dur)).astype(np.int64)

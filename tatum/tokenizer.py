@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tatum.errors import TatumError
-from tatum.notes import PIANO_HIGH, PIANO_LOW, Notes, TempoMap
+from tatum.notes import PIANO_HIGH, PIANO_LOW, Notes, TempoMap, fold_to_piano
 
 FORMAT_VERSION = 1
 GRID_MS = 10
@@ -54,7 +54,7 @@ def bin_velocity(b: np.ndarray) -> np.ndarray:
 
 
 def pv_token(pitch: np.ndarray, velocity: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(pitch, dtype=np.int32), PIANO_LOW, PIANO_HIGH) - PIANO_LOW
+    p = fold_to_piano(pitch).astype(np.int32) - PIANO_LOW
     return PV0 + p * VEL_BINS + vel_bin(velocity)
 
 
