@@ -125,6 +125,76 @@ def data_stats(
         out.print(table)
 
 
+@app.command("train")
+def train_cmd(
+    shards: Path = typer.Argument(..., help="Shard folder from `tatum data prepare`."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder: training state, log, loss.png, "
+                                 "checkpoint/ (latest) and best/ (lowest validation loss)."),
+    preset_name: str = typer.Option("small", "--preset", help="Model size: tiny, small (CPU default) or "
+                                    "paper (ImprovNet size)."),
+    steps: int = typer.Option(20000, help="Total optimizer steps."),
+    batch_size: int = typer.Option(16, help="Examples per process per micro-batch."),
+    grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step."),
+    lr: float = typer.Option(5e-4, help="Peak learning rate (cosine schedule after warm-up)."),
+    warmup: int = typer.Option(300, help="Warm-up steps."),
+    val_every: int = typer.Option(250, help="Steps between validations (and checkpoint/ exports)."),
+    save_every: int = typer.Option(100, help="Steps between saves of the full training state."),
+    threads: int = typer.Option(0, help="CPU threads (0 = PyTorch's default)."),
+    workers: int = typer.Option(0, help="Data-loading worker processes."),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last saved state."),
+    init: Optional[str] = typer.Option(None, help="Start from this checkpoint instead of random weights."),
+    artist: Optional[str] = typer.Option(None, help="Train only on this pianist's pieces."),
+    genre: Optional[str] = typer.Option(None, help="Train only on this genre."),
+):
+    """Train the model on prepared shards (one process, or under `torchrun --nproc_per_node N`).
+
+    Runs resume exactly, same data order and random state, after any interruption: pass --resume.
+
+    Example: tatum train shards -o runs/small --preset small
+             torchrun --nproc_per_node 2 $(which tatum) train shards -o runs/ddp
+    """
+    from tatum.train import TrainConfig, train
+
+    if (out_dir / "state" / "latest.json").exists() and not resume:
+        raise TatumError("holds a training run already; pass --resume to continue it, or pick another --out",
+                         out_dir)
+    cfg = TrainConfig(shards=str(shards), out=str(out_dir), preset=preset_name, init=init, artist=artist,
+                      genre=genre, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr=lr / 10,
+                      warmup=warmup, max_steps=steps, val_every=val_every, save_every=save_every,
+                      threads=threads, workers=workers, seed=seed)
+    last = train(cfg)
+    if last:
+        console.print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint → {out_dir / 'checkpoint'}")
+
+
+@app.command("finetune")
+def finetune_cmd(
+    shards: Path = typer.Argument(..., help="Shard folder that holds the pianist's pieces."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder (as for `tatum train`)."),
+    artist: str = typer.Option(..., help='The pianist, e.g. "Art Tatum".'),
+    base: str = typer.Option("tatum-small", help="Checkpoint to start from (folder or shipped name)."),
+    steps: int = typer.Option(2000, help="Total optimizer steps."),
+    batch_size: int = typer.Option(16),
+    lr: float = typer.Option(1e-4, help="Peak learning rate, lower than for training from scratch."),
+    val_every: int = typer.Option(200),
+    threads: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last saved state."),
+):
+    """Fine-tune a model on one pianist's recordings (all weights), e.g. Art Tatum's PiJAMA tracks."""
+    from tatum.model.checkpoint import resolve
+    from tatum.train import TrainConfig, train
+
+    if (out_dir / "state" / "latest.json").exists() and not resume:
+        raise TatumError("holds a training run already; pass --resume to continue it", out_dir)
+    cfg = TrainConfig(shards=str(shards), out=str(out_dir), init=str(resolve(base)), artist=artist,
+                      batch_size=batch_size, lr=lr, min_lr=lr / 10, warmup=100, max_steps=steps,
+                      val_every=val_every, save_every=100, threads=threads)
+    last = train(cfg)
+    if last:
+        console.print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint → {out_dir / 'checkpoint'}")
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -1,0 +1,120 @@
+"""Checkpoints as Hugging Face–style folders: config.json + model.safetensors + MODEL_CARD.md.
+
+Loading reads JSON and raw tensors only; it never unpickles, so a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tatum.errors import TatumError
+from tatum.model.config import ModelConfig
+from tatum.model.transformer import Seq2Seq
+from tatum.tokenizer import FORMAT_VERSION, Tokenizer
+
+CHECKPOINT_VERSION = 1
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODEL = "tatum-small"
+
+
+def _state_for_saving(model: Seq2Seq, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        out[k] = v.contiguous()
+    return out
+
+
+def save_checkpoint(model: Seq2Seq, tokenizer: Tokenizer, folder: str | os.PathLike, *,
+                    training: dict | None = None, card: str | None = None,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write a checkpoint folder atomically (a complete folder appears, or nothing changes)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        config = {"checkpoint_version": CHECKPOINT_VERSION, "format_version": FORMAT_VERSION,
+                  "architecture": "tatum-seq2seq", "model": model.cfg.to_dict(),
+                  "tokenizer": tokenizer.to_dict(), "training": training or {}}
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        save_file(_state_for_saving(model, dtype), str(tmp / "model.safetensors"),
+                  metadata={"format": "pt", "tatum_checkpoint_version": str(CHECKPOINT_VERSION)})
+        if card:
+            (tmp / "MODEL_CARD.md").write_text(card)
+        os.chmod(tmp, 0o755)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def resolve(name_or_path: str | os.PathLike | None) -> Path:
+    """A checkpoint folder from a path or the name of a shipped model."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return p
+    shipped = MODELS_DIR / str(name_or_path)
+    if shipped.is_dir():
+        return shipped
+    known = sorted(d.name for d in MODELS_DIR.glob("*") if (d / "config.json").exists()) if MODELS_DIR.is_dir() else []
+    raise TatumError(f"no such model folder (shipped models: {', '.join(known) or 'none'})", name_or_path)
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.exists():
+        raise TatumError("not a tatum model folder (no config.json)", folder)
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as e:
+        raise TatumError(f"config.json is not valid JSON ({e})", path) from None
+    if config.get("architecture") != "tatum-seq2seq":
+        raise TatumError("not a tatum model (architecture is not tatum-seq2seq)", path)
+    if config.get("format_version") != FORMAT_VERSION:
+        raise TatumError(f"model uses token format {config.get('format_version')}; this tatum reads "
+                         f"format {FORMAT_VERSION}", folder)
+    return config
+
+
+def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32) -> tuple[Seq2Seq, Tokenizer]:
+    """Load a checkpoint folder (default: the shipped model) → (model in eval mode, tokenizer)."""
+    folder = resolve(name_or_path)
+    config = read_config(folder)
+    tokenizer = Tokenizer.from_dict(config["tokenizer"], str(folder))
+    cfg = ModelConfig.from_dict(config["model"])
+    if cfg.vocab_size != tokenizer.vocab_size:
+        raise TatumError("model and vocabulary sizes disagree", folder)
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        raise TatumError("model.safetensors is missing", folder)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as e:
+        raise TatumError(f"model.safetensors is unreadable ({str(e)[:100]})", weights) from None
+    model = Seq2Seq(cfg)
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if missing or unexpected:
+        raise TatumError(f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})",
+                         weights)
+    model.config_json = config
+    return model.to(device=device, dtype=dtype).eval(), tokenizer

@@ -1,0 +1,46 @@
+"""Model configuration and the three presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from tatum.errors import TatumError
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 1763
+    d_model: int = 256
+    n_heads: int = 4
+    enc_layers: int = 4
+    dec_layers: int = 4
+    d_ff: int = 1024
+    max_enc_len: int = 768
+    max_dec_len: int = 512
+    dropout: float = 0.1
+    n_style: int = 4          # leading encoder positions: genre, artist, density, polyphony
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+PRESETS: dict[str, dict] = {
+    # For tests: trains a few steps in a second.
+    "tiny": dict(d_model=64, n_heads=2, enc_layers=2, dec_layers=2, d_ff=128, max_enc_len=256, max_dec_len=128),
+    # The CPU default and the shipped model.
+    "small": dict(d_model=256, n_heads=4, enc_layers=3, dec_layers=4, d_ff=1024, max_enc_len=512, max_dec_len=512,
+                  dropout=0.0),
+    # ImprovNet's size: 12+12 layers, 8 heads, d 512, FF 2048, encoder 2048 / decoder 512 tokens.
+    "paper": dict(d_model=512, n_heads=8, enc_layers=12, dec_layers=12, d_ff=2048, max_enc_len=2048, max_dec_len=512),
+}
+
+
+def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
+    if name not in PRESETS:
+        raise TatumError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}")
+    return ModelConfig(vocab_size=vocab_size, **(PRESETS[name] | overrides))

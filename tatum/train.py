@@ -1,0 +1,415 @@
+"""Training: one process, or `torchrun --nproc_per_node N` (DDP) with no change; resumable after a kill.
+
+The full training state lives in `OUT/state/` (weights, optimizer, RNG, step, as safetensors + JSON);
+`OUT/checkpoint/` is the latest model as a checkpoint folder, `OUT/best/` the one with the lowest
+validation loss, `OUT/log.jsonl` the log and `OUT/loss.png` the curves. Batches are a pure function of
+(seed, step), so a resumed run continues exactly where the killed one was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from tatum.data.examples import IGNORE, ExampleConfig, ExampleDataset, collate
+from tatum.data.shards import ShardSet
+from tatum.errors import TatumError
+from tatum.io import write_atomic
+from tatum.model.checkpoint import load_model, save_checkpoint
+from tatum.model.config import preset
+from tatum.model.transformer import Seq2Seq
+
+
+@dataclass
+class TrainConfig:
+    shards: str
+    out: str
+    preset: str = "small"
+    init: str | None = None            # start from this checkpoint (fine-tuning)
+    artist: str | None = None          # train only on this pianist's pieces
+    genre: str | None = None
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 5e-4
+    min_lr: float = 5e-5
+    warmup: int = 300
+    max_steps: int = 20000
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    val_every: int = 250
+    save_every: int = 100
+    val_per_corruption: int = 32
+    threads: int = 0
+    workers: int = 0
+    dropout: float | None = None
+    context: tuple[int, int] = (1, 5)
+    log_every: int = 10
+    chunks: int = 4                    # length-sorted pieces of each micro-batch (less padding)
+    extra: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------- distributed
+def dist_info() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def setup_device(local_rank: int, world: int) -> torch.device:
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+# --------------------------------------------------------------------- schedule
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+
+def batch_indices(step: int, n: int, global_batch: int, seed: int) -> tuple[int, np.ndarray]:
+    """The epoch and example indices of one optimizer step; an epoch is one shuffled pass."""
+    per_epoch = max(1, n // global_batch)
+    epoch, k = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    if n < global_batch:
+        perm = np.resize(perm, global_batch)
+    return epoch, perm[k * global_batch:(k + 1) * global_batch]
+
+
+class _StepData(torch.utils.data.Dataset):
+    """Micro-batches addressed by (step, micro, rank), so DataLoader workers stay deterministic."""
+
+    def __init__(self, ds: ExampleDataset, cfg: TrainConfig, rank: int, world: int, start: int):
+        self.ds, self.cfg, self.rank, self.world, self.start = ds, cfg, rank, world, start
+
+    def __len__(self):
+        return (self.cfg.max_steps - self.start) * self.cfg.grad_accum
+
+    def __getitem__(self, j):
+        step, micro = divmod(j, self.cfg.grad_accum)
+        step += self.start
+        B = self.cfg.batch_size
+        epoch, idx = batch_indices(step, len(self.ds), B * self.cfg.grad_accum * self.world, self.cfg.seed)
+        part = idx[(micro * self.world + self.rank) * B:(micro * self.world + self.rank + 1) * B]
+        self.ds.set_epoch(epoch)
+        examples = sorted((self.ds[int(i)] for i in part), key=lambda e: (len(e["dec_in"]), len(e["enc"])))
+        # Length-sorted chunks waste far less compute on padding than one batch padded to its longest.
+        k = max(1, min(self.cfg.chunks, len(examples)))
+        bounds = np.linspace(0, len(examples), k + 1).astype(int)
+        return [collate(examples[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+# ------------------------------------------------------------------ validation
+def validation_set(shards: ShardSet, ex_cfg: ExampleConfig, tok, per_corruption: int, pieces=None) -> dict[str, list]:
+    """Fixed validation examples per corruption: no augmentation, no style dropout."""
+    cfg = ExampleConfig(**(asdict(ex_cfg) | dict(augment=False, style_dropout=0.0, control_dropout=0.0)))
+    ds = ExampleDataset(shards, "val", cfg, tok, seed=1234, pieces=pieces)
+    if not len(ds):
+        return {}
+    idx = np.linspace(0, len(ds) - 1, per_corruption).astype(int)
+    return {c: [ds.example(int(i), corruption=c, rng=np.random.default_rng([77, int(i)])) for i in idx]
+            for c in ds.corruption_names}
+
+
+@torch.no_grad()
+def evaluate(model: Seq2Seq, val: dict[str, list], device, batch_size: int = 16, autocast=nullcontext) -> dict:
+    """Mean loss per target token for each corruption, and over all."""
+    model.eval()
+    out, tot, n_tot = {}, 0.0, 0
+    for c, examples in val.items():
+        s, n = 0.0, 0
+        for i in range(0, len(examples), batch_size):
+            b = collate(examples[i:i + batch_size])
+            with autocast():
+                logits = model(b["enc"].to(device), b["dec_in"].to(device))
+            labels = b["labels"].to(device)
+            s += F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
+                                 reduction="sum").item()
+            n += int((labels != IGNORE).sum())
+        out[c] = s / max(n, 1)
+        tot, n_tot = tot + s, n_tot + n
+    out["all"] = tot / max(n_tot, 1)
+    model.train()
+    return out
+
+
+def unigram_baseline(train: ExampleDataset, val: dict[str, list], vocab: int, n: int = 2000) -> dict:
+    """Loss of predicting every target token from the training set's token frequencies alone."""
+    counts = np.ones(vocab)
+    for i in np.linspace(0, len(train) - 1, min(n, len(train))).astype(int):
+        np.add.at(counts, train.example(int(i))["labels"], 1)
+    logp = np.log(counts / counts.sum())
+    out, tot, n_tot = {}, 0.0, 0
+    for c, examples in val.items():
+        labels = np.concatenate([e["labels"] for e in examples])
+        out[c] = float(-logp[labels].mean())
+        tot, n_tot = tot - logp[labels].sum(), n_tot + len(labels)
+    out["all"] = float(tot / max(n_tot, 1))
+    return out
+
+
+# ------------------------------------------------------------------ state I/O
+def _flatten_optim(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optim(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        _, pid, k = key.split(".", 2)
+        state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_state(root: Path, step: int, model: Seq2Seq, opt, info: dict) -> None:
+    """Write the training state for `step`, then point `latest.json` at it, then drop older states."""
+    root.mkdir(parents=True, exist_ok=True)
+    tag = f"step-{step:07d}"
+    tensors, meta = _flatten_optim(opt)
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    for name, data in ((f"{tag}.model.safetensors", {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}),
+                       (f"{tag}.optim.safetensors", tensors)):
+        tmp = root / f".{name}.tmp"
+        save_file(data, str(tmp))
+        os.replace(tmp, root / name)
+    write_atomic(root / "latest.json", json.dumps(info | {"step": step, "tag": tag, "optim": meta}))
+    for p in root.glob("step-*.safetensors"):
+        if not p.name.startswith(tag):
+            p.unlink(missing_ok=True)
+
+
+def load_state(root: Path, model: Seq2Seq, opt) -> dict | None:
+    latest = root / "latest.json"
+    if not latest.exists():
+        return None
+    info = json.loads(latest.read_text())
+    tag = info["tag"]
+    try:
+        weights = load_file(str(root / f"{tag}.model.safetensors"))
+        tensors = load_file(str(root / f"{tag}.optim.safetensors"))
+    except Exception as e:
+        raise TatumError(f"training state is unreadable ({str(e)[:80]})", root) from None
+    model.load_state_dict(weights)
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    cuda_rng = tensors.pop("rng.cuda", None)
+    if cuda_rng is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda_rng)
+    opt.load_state_dict(_unflatten_optim(tensors, info["optim"]))
+    return info
+
+
+# ----------------------------------------------------------------------- plot
+def plot_curves(log_path: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, val = [], []
+    for line in log_path.read_text().splitlines():
+        r = json.loads(line)
+        (val if "val" in r else train).append(r)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    if train:
+        x = [r["tokens_seen"] / 1e6 for r in train]
+        y = np.array([r["loss"] for r in train])
+        k = max(1, len(y) // 50)
+        smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+        ax.plot(x[k - 1:], smooth, label="train", color="black", lw=1.5)
+    for c in (val[-1]["val"] if val else {}):
+        ax.plot([r["tokens_seen"] / 1e6 for r in val], [r["val"][c] for r in val],
+                label=f"val {c}", lw=2.5 if c == "all" else 0.8)
+    if val and "unigram" in val[-1]:
+        ax.axhline(val[-1]["unigram"]["all"], ls="--", color="grey", label="unigram baseline")
+    ax.set_xlabel("target tokens seen (millions)")
+    ax.set_ylabel("loss per token (nats)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    tmp = png.with_name(f".{png.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, png)
+
+
+# ----------------------------------------------------------------------- main
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    rank, world, local_rank = dist_info()
+    device = setup_device(local_rank, world)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    state_dir = out / "state"
+    shards = ShardSet(cfg.shards, verify=True)
+
+    if cfg.init:
+        model, tok = load_model(cfg.init)
+        model.train()
+        if cfg.dropout is not None:
+            for m in model.modules():
+                if hasattr(m, "dropout") and isinstance(m.dropout, float):
+                    m.dropout = cfg.dropout
+                elif isinstance(m, torch.nn.Dropout):
+                    m.p = cfg.dropout
+    else:
+        tok = shards.tokenizer
+        overrides = {} if cfg.dropout is None else {"dropout": cfg.dropout}
+        model = Seq2Seq(preset(cfg.preset, tok.vocab_size, **overrides))
+    mcfg = model.cfg
+    ex_cfg = ExampleConfig(max_enc_len=mcfg.max_enc_len, max_dec_len=mcfg.max_dec_len, context=tuple(cfg.context))
+
+    def keep(p) -> bool:
+        return ((cfg.artist is None or (p.artist or "").casefold() == cfg.artist.casefold())
+                and (cfg.genre is None or (p.genre or "") == cfg.genre))
+
+    train_pieces = [p for p in shards.split("train") if keep(p)]
+    val_pieces = [p for p in shards.split("val") if keep(p)]
+    if not train_pieces:
+        raise TatumError("no training pieces match (check --artist / --genre)", cfg.shards)
+    train_ds = ExampleDataset(shards, "train", ex_cfg, tok, seed=cfg.seed, pieces=train_pieces)
+
+    torch.manual_seed(cfg.seed + rank)
+    model.to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98),
+                            fused=device.type == "cuda")
+    info = load_state(state_dir, model, opt) if state_dir.exists() else None
+    start = info["step"] if info else 0
+    tokens_seen = info["tokens_seen"] if info else 0
+    elapsed = info["elapsed"] if info else 0.0
+    best = info.get("best", float("inf")) if info else float("inf")
+
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else None
+    net = ddp or model
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
+
+    val, baseline = {}, {}
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        val = validation_set(shards, ex_cfg, tok, cfg.val_per_corruption, pieces=val_pieces)
+        baseline = info.get("unigram") if info and info.get("unigram") else unigram_baseline(train_ds, val, tok.vocab_size)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg) | {"model": mcfg.to_dict()}, indent=1))
+    log = open(out / "log.jsonl", "a") if rank == 0 else None
+
+    loader = torch.utils.data.DataLoader(_StepData(train_ds, cfg, rank, world, start), batch_size=None,
+                                         shuffle=False, num_workers=cfg.workers,
+                                         prefetch_factor=4 if cfg.workers else None,
+                                         persistent_workers=bool(cfg.workers))
+    bar = None
+    if rank == 0 and progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=start, desc="training", unit="step", dynamic_ncols=True)
+
+    data = iter(loader)
+    data_summary = {"pieces": len(train_pieces), "hours": round(sum(p.seconds for p in train_pieces) / 3600, 1),
+                    "genres": sorted({p.genre or "none" for p in train_pieces})}
+    t_last, tok_last = time.time(), tokens_seen
+    last = {}
+    model.train()
+    for step in range(start, cfg.max_steps):
+        lr = lr_at(step, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0 = time.time()
+        loss_sum, n_tok = 0.0, 0
+        for micro in range(cfg.grad_accum):
+            chunks = next(data)
+            total = sum(int((c["labels"] != IGNORE).sum()) for c in chunks)
+            for j, b in enumerate(chunks):
+                enc, dec_in, labels = b["enc"].to(device), b["dec_in"].to(device), b["labels"].to(device)
+                last_pass = micro == cfg.grad_accum - 1 and j == len(chunks) - 1
+                sync = nullcontext() if (ddp is None or last_pass) else ddp.no_sync()
+                with sync:
+                    with autocast():
+                        logits = net(enc, dec_in)
+                    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
+                                           ignore_index=IGNORE, reduction="sum") / max(total, 1)
+                    (loss / cfg.grad_accum).backward()
+                loss_sum += loss.item()
+            n_tok += total
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        n_tok *= world
+        tokens_seen += n_tok
+        elapsed += time.time() - t0
+        last = {"step": step + 1, "loss": loss_sum / cfg.grad_accum, "lr": lr, "grad_norm": float(gnorm),
+                "tokens_seen": tokens_seen}
+        if rank != 0:
+            continue
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.1e}")
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
+            now = time.time()
+            last["tok_per_s"] = round((tokens_seen - tok_last) / max(now - t_last, 1e-9), 1)
+            t_last, tok_last = now, tokens_seen
+            log.write(json.dumps(last | {"elapsed": round(elapsed, 1)}) + "\n")
+            log.flush()
+        done = step + 1 == cfg.max_steps
+        if (step + 1) % cfg.val_every == 0 or done:
+            scores = evaluate(model, val, device, autocast=autocast) if val else {}
+            log.write(json.dumps({"step": step + 1, "tokens_seen": tokens_seen, "val": scores,
+                                  "unigram": baseline, "elapsed": round(elapsed, 1)}) + "\n")
+            log.flush()
+            plot_curves(out / "log.jsonl", out / "loss.png")
+            training = {"steps": step + 1, "tokens_seen": tokens_seen, "wall_s": round(elapsed),
+                        "hardware": _hardware(device, world), "val_loss": scores, "unigram_loss": baseline,
+                        "data": data_summary, "init": cfg.init, "artist": cfg.artist, "lr": cfg.lr,
+                        "batch": cfg.batch_size * cfg.grad_accum * world}
+            save_checkpoint(model, tok, out / "checkpoint", training=training)
+            if scores and scores["all"] < best:
+                best = scores["all"]
+                save_checkpoint(model, tok, out / "best", training=training)
+            if bar is not None:
+                bar.write(f"step {step + 1}: val " + " ".join(f"{k}={v:.3f}" for k, v in scores.items()))
+        if (step + 1) % cfg.save_every == 0 or done:
+            save_state(state_dir, step + 1, model, opt, {"tokens_seen": tokens_seen, "elapsed": elapsed,
+                                                         "best": best, "unigram": baseline})
+    if bar is not None:
+        bar.close()
+    if log is not None:
+        log.close()
+    if world > 1:
+        dist.barrier()
+    return last
+
+
+def _hardware(device: torch.device, world: int) -> str:
+    if device.type == "cuda":
+        return f"{world}× {torch.cuda.get_device_name(device)}"
+    return f"{world} process(es) × {torch.get_num_threads()} CPU threads ({os.cpu_count()} cores)"
