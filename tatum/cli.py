@@ -125,6 +125,200 @@ def data_stats(
         out.print(table)
 
 
+# ------------------------------------------------------------------ generation
+def _style_arg(text: str | None) -> str | dict[str, float] | None:
+    """"jazz" or "jazz:0.7,classical:0.3" → a name or a weighted mixture."""
+    if text is None or ":" not in text:
+        return text
+    mix = {}
+    for part in text.split(","):
+        name, _, w = part.rpartition(":")
+        try:
+            mix[name.strip()] = float(w)
+        except ValueError:
+            raise TatumError(f"bad mixture {text!r}: write name:weight,name:weight") from None
+    return mix
+
+
+def _controls(value: str | None) -> int | str | None:
+    if value is None or value in ("any", "source"):
+        return None if value in (None, "any") else value
+    try:
+        return int(value)
+    except ValueError:
+        raise TatumError(f"a control is a bucket number, 'any' or 'source', not {value!r}") from None
+
+
+class _Run:
+    """Input checks, a progress bar over passes, and the outputs every generation verb writes."""
+
+    def __init__(self, inp: Path, out_path: Path, force: bool, png: Optional[Path], total: int, label: str):
+        from tatum.io import check_writable
+        from tatum.notes import Notes
+
+        self.out = check_writable(out_path, force)
+        self.png = check_writable(png, force) if png else None
+        if self.out.resolve() == Path(inp).resolve():
+            raise TatumError("output would replace the input; choose another -o", out_path)
+        self.notes = Notes.from_midi(inp)
+        self.total, self.label = total, label
+
+    def __enter__(self):
+        self.progress = _progress()
+        self.progress.__enter__()
+        self.task = self.progress.add_task(self.label, total=self.total)
+        return self
+
+    def on_pass(self, k: int, n: int) -> None:
+        self.progress.advance(self.task)
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def write(self, result, before=None) -> None:
+        result.to_midi(self.out)
+        msg = f"{len(result)} notes, {result.duration_s:.1f} s → {self.out}"
+        if self.png:
+            from tatum.plot import piano_roll
+
+            piano_roll(self.png, result, before if before is not None else self.notes)
+            msg += f", {self.png}"
+        console.print(msg, highlight=False)
+
+
+_SAMPLING_HELP = "Sampling temperature (lower = safer, higher = wilder)."
+
+
+@app.command("improvise")
+def improvise_cmd(
+    inp: Path = typer.Argument(..., help="MIDI file to re-play."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="MIDI file to write."),
+    style: str = typer.Option("jazz", help='Target style, or a mixture such as "jazz:0.7,classical:0.3".'),
+    artist: Optional[str] = typer.Option(None, help='Play in the manner of this pianist, e.g. "Art Tatum" '
+                                         "(or a mixture). Uses the Art Tatum model when present."),
+    plan: str = typer.Option("improvnet", help="Passes: improvnet (ImprovNet's ten), light, free, or "
+                             '"corruption:rate,..." e.g. "skyline:1,whole_mask:0.5".'),
+    corruption: Optional[str] = typer.Option(None, help="Use only this corruption for every pass."),
+    passes: Optional[int] = typer.Option(None, help="Number of passes (with --corruption, or cut the plan)."),
+    rate: Optional[float] = typer.Option(None, help="Share of windows rewritten per pass (overrides the plan)."),
+    context: int = typer.Option(5, help="Windows of context on each side."),
+    keep_first: float = typer.Option(10.0, "--keep-first", help="Seconds at the start left untouched."),
+    preserve_structure: float = typer.Option(0.05, help="Share of windows at section boundaries kept as is."),
+    temperature: float = typer.Option(1.0, help=_SAMPLING_HELP),
+    top_k: int = typer.Option(50),
+    top_p: float = typer.Option(1.0),
+    guidance: float = typer.Option(0.0, help="Classifier-free guidance weight toward the style (0 = off)."),
+    density: Optional[str] = typer.Option(None, help="Note-density bucket 0–7, 'source' or 'any' (default)."),
+    polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5, 'source' or 'any' (default)."),
+    seed: Optional[int] = typer.Option(None, help="Make the run reproducible."),
+    model: Optional[str] = typer.Option(None, help="Checkpoint folder or shipped name (default: tatum-small)."),
+    png: Optional[Path] = typer.Option(None, help="Also write a piano roll: original above, result below."),
+    force: bool = typer.Option(False, help="Replace existing output files."),
+):
+    """Re-play a piece as jazz (or another style), in the manner of a pianist.
+
+    Example: tatum improvise song.mid -o song-jazz.mid --artist "Art Tatum" --png song-jazz.png
+    """
+    from tatum.generate.tasks import _plan, improvise
+
+    steps = _plan(plan, rate, passes, corruption)
+    with _Run(inp, out_path, force, png, len(steps), "improvising") as run:
+        result = improvise(run.notes, _style_arg(style), _style_arg(artist), plan, rate=rate, passes=passes,
+                           corruption=corruption, context=(context, context), keep_first_s=keep_first,
+                           preserve_structure=preserve_structure, temperature=temperature, top_k=top_k,
+                           top_p=top_p, guidance=guidance, density=_controls(density),
+                           polyphony=_controls(polyphony), seed=seed, model=model, on_pass=run.on_pass)
+    run.write(result)
+
+
+@app.command("harmonize")
+def harmonize_cmd(
+    inp: Path = typer.Argument(..., help="MIDI file with a melody (one line; chords are reduced to the top)."),
+    out_path: Path = typer.Option(..., "--out", "-o"),
+    style: str = typer.Option("jazz", help="Style of the harmony, or a mixture."),
+    artist: Optional[str] = typer.Option(None),
+    passes: int = typer.Option(5, help="Skyline passes."),
+    chord_size: int = typer.Option(3, help="Notes forced under each melody note (the chord rule)."),
+    polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5 to keep chords from getting too thick."),
+    temperature: float = typer.Option(1.0, help=_SAMPLING_HELP),
+    top_k: int = typer.Option(50),
+    guidance: float = typer.Option(0.0),
+    seed: Optional[int] = typer.Option(None),
+    model: Optional[str] = typer.Option(None),
+    png: Optional[Path] = typer.Option(None),
+    force: bool = typer.Option(False),
+):
+    """Put chords and accompaniment under a melody."""
+    import warnings
+
+    from tatum.generate.tasks import harmonize
+
+    with _Run(inp, out_path, force, png, passes, "harmonizing") as run:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = harmonize(run.notes, _style_arg(style), _style_arg(artist), passes=passes,
+                               chord_size=chord_size, polyphony=_controls(polyphony), temperature=temperature,
+                               top_k=top_k, guidance=guidance, seed=seed, model=model, on_pass=run.on_pass)
+    for w in caught:
+        console.print(f"tatum: warning: {inp}: {w.message}", highlight=False)
+    run.write(result)
+
+
+@app.command("continue")
+def continue_cmd(
+    inp: Path = typer.Argument(..., help="MIDI file whose opening is the prompt."),
+    out_path: Path = typer.Option(..., "--out", "-o"),
+    prompt_seconds: Optional[float] = typer.Option(None, help="Use the first N seconds as the prompt (default: all)."),
+    seconds: float = typer.Option(15.0, help="Seconds of new music."),
+    style: str = typer.Option("jazz"),
+    artist: Optional[str] = typer.Option(None),
+    temperature: float = typer.Option(1.0, help=_SAMPLING_HELP),
+    top_k: int = typer.Option(50),
+    guidance: float = typer.Option(0.0),
+    seed: Optional[int] = typer.Option(None),
+    model: Optional[str] = typer.Option(None),
+    png: Optional[Path] = typer.Option(None),
+    force: bool = typer.Option(False),
+):
+    """Continue a piece: the prompt, then new music in its key, harmony and density."""
+    import math
+
+    from tatum.generate.tasks import continue_
+
+    with _Run(inp, out_path, force, png, math.ceil(seconds / 5), "continuing") as run:
+        result = continue_(run.notes, seconds, _style_arg(style), _style_arg(artist), prompt_seconds=prompt_seconds,
+                           temperature=temperature, top_k=top_k, guidance=guidance, seed=seed, model=model,
+                           on_pass=run.on_pass)
+    run.write(result)
+
+
+@app.command("infill")
+def infill_cmd(
+    inp: Path = typer.Argument(..., help="MIDI file with a passage to replace."),
+    out_path: Path = typer.Option(..., "--out", "-o"),
+    start: float = typer.Option(..., help="Start of the passage, seconds."),
+    end: float = typer.Option(..., help="End of the passage, seconds."),
+    style: str = typer.Option("jazz"),
+    artist: Optional[str] = typer.Option(None),
+    temperature: float = typer.Option(1.0, help=_SAMPLING_HELP),
+    top_k: int = typer.Option(50),
+    guidance: float = typer.Option(0.0),
+    seed: Optional[int] = typer.Option(None),
+    model: Optional[str] = typer.Option(None),
+    png: Optional[Path] = typer.Option(None),
+    force: bool = typer.Option(False),
+):
+    """Fill in a passage with new music that joins what comes before and after."""
+    import math
+
+    from tatum.generate.tasks import infill
+
+    with _Run(inp, out_path, force, png, max(1, math.ceil((end - start) / 5)), "infilling") as run:
+        result = infill(run.notes, start, end, _style_arg(style), _style_arg(artist), temperature=temperature,
+                        top_k=top_k, guidance=guidance, seed=seed, model=model, on_pass=run.on_pass)
+    run.write(result)
+
+
 @app.command("train")
 def train_cmd(
     shards: Path = typer.Argument(..., help="Shard folder from `tatum data prepare`."),

@@ -43,13 +43,15 @@ def save_checkpoint(model: Seq2Seq, tokenizer: Tokenizer, folder: str | os.PathL
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         config = {"checkpoint_version": CHECKPOINT_VERSION, "format_version": FORMAT_VERSION,
-                  "architecture": "tatum-seq2seq", "model": model.cfg.to_dict(),
+                  "architecture": "tatum-seq2seq", "model": model.cfg.to_dict(), "n_params": model.n_params(),
                   "tokenizer": tokenizer.to_dict(), "training": training or {}}
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         save_file(_state_for_saving(model, dtype), str(tmp / "model.safetensors"),
                   metadata={"format": "pt", "tatum_checkpoint_version": str(CHECKPOINT_VERSION)})
-        if card:
-            (tmp / "MODEL_CARD.md").write_text(card)
+        if card is None:
+            from tatum.model.card import model_card
+            card = model_card(folder.name, config)
+        (tmp / "MODEL_CARD.md").write_text(card)
         os.chmod(tmp, 0o755)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")

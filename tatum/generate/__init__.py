@@ -1,0 +1,1 @@
+"""Generation: sampling, constraints, the pass engine and the tasks built on it."""

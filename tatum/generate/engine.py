@@ -1,0 +1,192 @@
+"""The pass engine: every task is a plan of passes of corruption–refinement over a piece's windows.
+
+A pass picks windows (each with probability `rate`), corrupts each with its corruption, and has the
+model rewrite it from the corrupted version and its clean neighbours. Windows of one pass are decoded
+together as one batch from the piece as it stood when the pass began (or one after another, each
+seeing its refined left neighbours, with `order="sequential"`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tatum import tokenizer as tk
+from tatum.corruption import corrupt, skyline_notes
+from tatum.data.examples import build_encoder_input, join_windows
+from tatum.errors import TatumError
+from tatum.generate.decode import Row, Style, decode_rows
+from tatum.generate.sampling import Sampling
+from tatum.model.transformer import Seq2Seq
+from tatum.notes import Notes, TempoMap
+from tatum.tokenizer import Tokenizer
+
+
+@dataclass
+class Pass:
+    corruption: str          # a registered corruption, or "random" (drawn per window)
+    rate: float = 1.0        # share of windows refined in this pass
+
+
+PLANS: dict[str, list[Pass]] = {
+    # ImprovNet's ten-pass style-transfer recipe.
+    "improvnet": [Pass("skyline", 1), Pass("skyline", 1), Pass("pitch_velocity_mask", .5),
+                  Pass("incorrect_transposition", .5), Pass("permute_pitch", .5), Pass("note_modification", .5),
+                  Pass("onset_duration_mask", 1), Pass("fragmentation", .5), Pass("whole_mask", .25),
+                  Pass("random", .25)],
+    # A lighter touch that keeps the piece closer to itself.
+    "light": [Pass("skyline", 1), Pass("note_modification", .5), Pass("onset_duration_mask", .5)],
+    # Rewrites everything from scratch around the original's outline.
+    "free": [Pass("skyline", 1), Pass("whole_mask", .5), Pass("random", .5)],
+}
+
+
+@dataclass
+class Piece:
+    """A performance cut into 5 s windows of note tokens, and where they sit in time."""
+
+    windows: list[np.ndarray]
+    origin_ms: int
+    tempo: TempoMap = field(default_factory=TempoMap)
+
+    @classmethod
+    def from_notes(cls, notes: Notes, origin_ms: int | None = None) -> "Piece":
+        origin = notes.start_ms if origin_ms is None else origin_ms
+        segs = tk.split_segments(notes, origin)
+        return cls([tk.encode_segment(s) for s in segs], origin, notes.tempo)
+
+    def notes(self) -> Notes:
+        return tk.decode(join_windows(self.windows), origin_ms=self.origin_ms, tempo=self.tempo)
+
+    def window_notes(self, i: int) -> Notes:
+        return tk.decode_segment(self.windows[i])
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+
+@dataclass
+class Conditioning:
+    """Style and controls for every window: mixtures of genres and pianists, density and polyphony
+    buckets (None = ANY, "source" = the bucket of the window being rewritten)."""
+
+    genre: dict[str, float] | None = None
+    artist: dict[str, float] | None = None
+    density: int | str | None = None
+    polyphony: int | str | None = None
+
+    def tokens(self, tok: Tokenizer, source: Notes) -> tuple[tuple[int, int, int, int], Style]:
+        def single(mix, lookup):
+            if not mix:
+                return tok.null_style
+            return lookup(max(mix, key=mix.get))
+
+        genre = single(self.genre, tok.genre_id)
+        artist = single(self.artist, tok.artist_id)
+        dens = tk.density_bucket(len(source)) if self.density == "source" else self.density
+        poly = tk.polyphony_bucket(source) if self.polyphony == "source" else self.polyphony
+        style = Style(genre={tok.genre_id(g): w for g, w in self.genre.items()} if self.genre and len(self.genre) > 1 else None,
+                      artist={tok.artist_id(a): w for a, w in self.artist.items()} if self.artist and len(self.artist) > 1 else None)
+        return (genre, artist, tok.density_id(dens), tok.polyphony_id(poly)), style
+
+
+@dataclass
+class Engine:
+    """Runs plans of passes with one model."""
+
+    model: Seq2Seq
+    tok: Tokenizer
+    sampling: Sampling = field(default_factory=Sampling)
+    context: tuple[int, int] = (5, 5)
+    batch_size: int = 16
+    chord_size: int = 3
+
+    def rows_for(self, piece: Piece, targets: list[int], names: list[str], cond: Conditioning,
+                 rng: np.random.Generator, right_context: dict[int, list[np.ndarray]] | None = None,
+                 harmonize: bool = False) -> tuple[list[Row], Style]:
+        rows, style = [], Style()
+        L, R = self.context
+        for i, name in zip(targets, names):
+            source = piece.window_notes(i)
+            left = piece.windows[max(0, i - L):i]
+            right = right_context[i] if right_context and i in right_context else piece.windows[i + 1:i + 1 + R]
+            corrupted = corrupt(name, source, rng)
+            style_ids, style = cond.tokens(self.tok, source)
+            enc = build_encoder_input(self.tok, style_ids, left, name, corrupted, right, self.model.cfg.max_enc_len)
+            melody = None
+            if harmonize:
+                melody = set((skyline_notes(source).onset_ms // tk.GRID_MS).tolist())
+            rows.append(Row(enc, melody))
+        return rows, style
+
+    def decode(self, rows: list[Row], style: Style, salt: int) -> list[np.ndarray]:
+        out = []
+        for k in range(0, len(rows), self.batch_size):
+            gen = self.sampling.generator(salt * 7919 + k)
+            out += decode_rows(self.model, rows[k:k + self.batch_size], self.sampling, style,
+                               self.tok.null_style, gen, chord_size=self.chord_size)
+        return out
+
+    def run_pass(self, piece: Piece, p: Pass, cond: Conditioning, targets: list[int], seed: int,
+                 order: str = "parallel", harmonize: bool = False,
+                 right_context: dict[int, list[np.ndarray]] | None = None) -> list[int]:
+        """Refine `targets` (window indices) in place; returns those refined."""
+        rng = np.random.default_rng(seed)
+        names = [self.tok.corruptions[rng.integers(len(self.tok.corruptions))] if p.corruption == "random"
+                 else p.corruption for _ in targets]
+        for n in set(names):
+            self.tok.corruption_id(n)
+        groups = [targets] if order == "parallel" else [[t] for t in targets]
+        for g, group in enumerate(groups):
+            gnames = [names[targets.index(t)] for t in group]
+            rows, style = self.rows_for(piece, group, gnames, cond, rng, right_context, harmonize)
+            for t, ids in zip(group, self.decode(rows, style, salt=seed * 1009 + g)):
+                piece.windows[t] = tk.encode_segment(tk.decode_segment(ids))
+        return targets
+
+
+def pick_targets(n: int, rate: float, rng: np.random.Generator, start: int = 0, stop: int | None = None,
+                 keep: set[int] = frozenset()) -> list[int]:
+    stop = n if stop is None else min(stop, n)
+    return [i for i in range(start, stop) if i not in keep and rng.random() < rate]
+
+
+def run_plan(engine: Engine, piece: Piece, plan: list[Pass], cond: Conditioning, *, start: int = 0,
+             stop: int | None = None, keep: set[int] = frozenset(), seed: int = 0, order: str = "parallel",
+             harmonize: bool = False, on_pass: Callable[[int, int], None] | None = None) -> Piece:
+    """Apply each pass of `plan` to the windows in [start, stop) that are not in `keep`."""
+    for k, p in enumerate(plan):
+        if p.rate < 0 or p.rate > 1:
+            raise TatumError(f"pass rate must be in 0–1, not {p.rate}")
+        rng = np.random.default_rng([seed, k])
+        targets = pick_targets(len(piece), p.rate, rng, start, stop, keep)
+        targets = [t for t in targets if len(piece.windows[t]) or p.corruption in ("whole_mask", "random")]
+        if targets:
+            engine.run_pass(piece, p, cond, targets, seed=int(rng.integers(2**31)), order=order, harmonize=harmonize)
+        if on_pass is not None:
+            on_pass(k, len(targets))
+    return piece
+
+
+def parse_plan(spec: str) -> list[Pass]:
+    """A plan by name, or as text: "skyline:1,whole_mask:.25,random:.5"."""
+    if spec in PLANS:
+        return list(PLANS[spec])
+    passes = []
+    for part in spec.split(","):
+        name, _, rate = part.strip().partition(":")
+        try:
+            passes.append(Pass(name.strip(), float(rate) if rate else 1.0))
+        except ValueError:
+            raise TatumError(f"bad pass {part!r}: write corruption:rate, e.g. skyline:1") from None
+    if not passes:
+        raise TatumError(f"empty plan {spec!r}; known plans: {', '.join(PLANS)}")
+    return passes
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(n)

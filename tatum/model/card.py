@@ -1,0 +1,46 @@
+"""MODEL_CARD.md for a checkpoint, written from what its config.json records about training."""
+
+from __future__ import annotations
+
+LICENCES = {
+    "jazz": "PiJAMA (jazz): research and non-commercial use only",
+    "classical": "pianolatron (classical): MIT",
+    "pop": "POP909 (pop): MIT",
+}
+
+
+def model_card(name: str, config: dict) -> str:
+    m, t = config["model"], config.get("training", {})
+    n_params = config.get("n_params", 0)
+    lines = [f"# {name}", "",
+             "An encoder–decoder transformer for corruption–refinement piano improvisation (tatum, token "
+             f"format {config['format_version']}).", "",
+             "## Model", "",
+             f"- {m['enc_layers']} encoder + {m['dec_layers']} decoder layers, d {m['d_model']}, "
+             f"{m['n_heads']} heads, FF {m['d_ff']}; encoder {m['max_enc_len']} / decoder {m['max_dec_len']} tokens",
+             f"- about {n_params / 1e6:.1f} M parameters; vocabulary {m['vocab_size']} tokens",
+             f"- styles: {', '.join(config['tokenizer']['genres'])}; pianists: "
+             f"{', '.join(config['tokenizer']['artists'])}, and `other`", ""]
+    if t:
+        data = t.get("data", {})
+        lines += ["## Training", "",
+                  f"- data: {data.get('pieces', '?')} training pieces, {data.get('hours', '?')} h "
+                  f"({', '.join(data.get('genres', []))})" + (f"; only {t['artist']}" if t.get("artist") else ""),
+                  f"- started from: {t['init']}" if t.get("init") else "- started from random weights",
+                  f"- {t.get('steps', '?')} steps of {t.get('batch', '?')} examples; "
+                  f"{t.get('tokens_seen', 0) / 1e6:.2f} M target tokens seen",
+                  f"- wall time {t.get('wall_s', 0) / 3600:.2f} h on {t.get('hardware', '?')}", ""]
+        val, uni = t.get("val_loss") or {}, t.get("unigram_loss") or {}
+        if val:
+            lines += ["## Validation loss (nats per target token, held-out val pieces)", "",
+                      "| corruption | model | unigram baseline |", "|---|---|---|"]
+            for k, v in val.items():
+                lines.append(f"| {k} | {v:.3f} | {uni.get(k, float('nan')):.3f} |")
+            lines.append("")
+        genres = data.get("genres", [])
+        licences = [LICENCES[g] for g in genres if g in LICENCES]
+        if licences:
+            lines += ["## Data licences", ""] + [f"- {x}" for x in licences] + [
+                "", "Because of PiJAMA, these weights are for research and non-commercial use." if "jazz" in genres
+                else "", ""]
+    return "\n".join(lines)
