@@ -5,6 +5,7 @@ Every problem with the user's input ends as one line, `tatum: error: <file>: <re
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -358,7 +359,7 @@ def train_cmd(
                       warmup=warmup, max_steps=steps, val_every=val_every, save_every=save_every,
                       threads=threads, workers=workers, seed=seed)
     last = train(cfg)
-    if last:
+    if last and os.environ.get("RANK", "0") == "0":
         console.print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint → {out_dir / 'checkpoint'}")
 
 
@@ -385,7 +386,7 @@ def finetune_cmd(
                       batch_size=batch_size, lr=lr, min_lr=lr / 10, warmup=100, max_steps=steps,
                       val_every=val_every, save_every=100, threads=threads)
     last = train(cfg)
-    if last:
+    if last and os.environ.get("RANK", "0") == "0":
         console.print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint → {out_dir / 'checkpoint'}")
 
 

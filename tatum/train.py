@@ -272,6 +272,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     state_dir = out / "state"
     shards = ShardSet(cfg.shards, verify=True)
 
+    torch.manual_seed(cfg.seed)  # the same initial weights for a given seed (and on every rank)
     if cfg.init:
         model, tok = load_model(cfg.init)
         model.train()
@@ -327,7 +328,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     loader = torch.utils.data.DataLoader(_StepData(train_ds, cfg, rank, world, start), batch_size=None,
                                          shuffle=False, num_workers=cfg.workers,
                                          prefetch_factor=4 if cfg.workers else None,
-                                         persistent_workers=bool(cfg.workers))
+                                         persistent_workers=bool(cfg.workers),
+                                         # its own generator: drawing a seed from the global one
+                                         # would shift dropout masks after a resume
+                                         generator=torch.Generator().manual_seed(cfg.seed))
     bar = None
     if rank == 0 and progress:
         from tqdm import tqdm
@@ -364,7 +368,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        n_tok *= world
+        if world > 1:
+            counts = torch.tensor([n_tok, loss_sum], dtype=torch.float64, device=device)
+            dist.all_reduce(counts)
+            n_tok, loss_sum = int(counts[0]), float(counts[1]) / world
         tokens_seen += n_tok
         elapsed += time.time() - t0
         last = {"step": step + 1, "loss": loss_sum / cfg.grad_accum, "lr": lr, "grad_norm": float(gnorm),

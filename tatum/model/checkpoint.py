@@ -114,7 +114,10 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
     except Exception as e:
         raise TatumError(f"model.safetensors is unreadable ({str(e)[:100]})", weights) from None
     model = Seq2Seq(cfg)
-    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    except RuntimeError as e:  # tensors of the wrong shape
+        raise TatumError(f"weights do not fit the config ({str(e).splitlines()[-1].strip()[:120]})", weights) from None
     if missing or unexpected:
         raise TatumError(f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})",
                          weights)
