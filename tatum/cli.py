@@ -83,7 +83,7 @@ def data_prepare(
     with _progress() as progress:
         report = prepare(refs, out_dir, workers=workers or None, progress=progress)
     for path, reason in report.failed:
-        console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+        console.print(f"skipped {path}: {reason}", highlight=False, markup=False, soft_wrap=True)
     console.print(f"{report.added} added, {report.unchanged} unchanged, {len(report.failed)} skipped; "
                   f"{report.tokens:,} new tokens → {out_dir}")
 
@@ -165,16 +165,20 @@ class _Run:
         self.total, self.label = total, label
 
     def __enter__(self):
-        self.progress = _progress()
-        self.progress.__enter__()
-        self.task = self.progress.add_task(self.label, total=self.total)
+        self.progress = None
         return self
 
     def on_pass(self, k: int, n: int) -> None:
+        # The bar appears with the first finished pass, so an input error prints one line only.
+        if self.progress is None:
+            self.progress = _progress()
+            self.progress.__enter__()
+            self.task = self.progress.add_task(self.label, total=self.total)
         self.progress.advance(self.task)
 
     def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
 
     def write(self, result, before=None) -> None:
         result.to_midi(self.out)
@@ -184,7 +188,7 @@ class _Run:
 
             piano_roll(self.png, result, before if before is not None else self.notes)
             msg += f", {self.png}"
-        console.print(msg, highlight=False)
+        console.print(msg, highlight=False, markup=False, soft_wrap=True)
 
 
 _SAMPLING_HELP = "Sampling temperature (lower = safer, higher = wilder)."
@@ -261,7 +265,7 @@ def harmonize_cmd(
                                chord_size=chord_size, polyphony=_controls(polyphony), temperature=temperature,
                                top_k=top_k, guidance=guidance, seed=seed, model=model, on_pass=run.on_pass)
     for w in caught:
-        console.print(f"tatum: warning: {inp}: {w.message}", highlight=False)
+        console.print(f"tatum: warning: {inp}: {w.message}", highlight=False, markup=False, soft_wrap=True)
     run.write(result)
 
 

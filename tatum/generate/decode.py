@@ -14,10 +14,11 @@ from tatum.model.transformer import Seq2Seq
 
 @dataclass
 class Row:
-    """One segment to decode: its encoder input, and the melody onsets (steps) for the chord rule."""
+    """One segment to decode: its encoder input, and for the chord rule the melody as {onset step:
+    pitch} (or a set of onset steps)."""
 
     enc: np.ndarray
-    melody: set[int] | None = None
+    melody: dict[int, int] | set[int] | None = None
 
 
 @dataclass

@@ -106,19 +106,23 @@ class Engine:
 
     def rows_for(self, piece: Piece, targets: list[int], names: list[str], cond: Conditioning,
                  rng: np.random.Generator, right_context: dict[int, list[np.ndarray]] | None = None,
-                 harmonize: bool = False) -> tuple[list[Row], Style]:
+                 harmonize: bool = False, inputs: dict[int, Notes] | None = None) -> tuple[list[Row], Style]:
         rows, style = [], Style()
         L, R = self.context
         for i, name in zip(targets, names):
             source = piece.window_notes(i)
             left = piece.windows[max(0, i - L):i]
             right = right_context[i] if right_context and i in right_context else piece.windows[i + 1:i + 1 + R]
-            corrupted = corrupt(name, source, rng)
+            # `inputs` gives a window's corrupted version directly (harmonize shows the melody itself).
+            corrupted = tk.encode_segment(inputs[i]) if inputs and i in inputs else corrupt(name, source, rng)
             style_ids, style = cond.tokens(self.tok, source)
             enc = build_encoder_input(self.tok, style_ids, left, name, corrupted, right, self.model.cfg.max_enc_len)
             melody = None
             if harmonize:
-                melody = set((skyline_notes(source).onset_ms // tk.GRID_MS).tolist())
+                line = inputs[i] if inputs and i in inputs else skyline_notes(source)
+                melody = {}
+                for o, p in zip((line.onset_ms // tk.GRID_MS).tolist(), line.pitch.tolist()):
+                    melody[o] = max(p, melody.get(o, 0))
             rows.append(Row(enc, melody))
         return rows, style
 
@@ -132,7 +136,8 @@ class Engine:
 
     def run_pass(self, piece: Piece, p: Pass, cond: Conditioning, targets: list[int], seed: int,
                  order: str = "parallel", harmonize: bool = False,
-                 right_context: dict[int, list[np.ndarray]] | None = None) -> list[int]:
+                 right_context: dict[int, list[np.ndarray]] | None = None,
+                 inputs: dict[int, Notes] | None = None) -> list[int]:
         """Refine `targets` (window indices) in place; returns those refined."""
         rng = np.random.default_rng(seed)
         names = [self.tok.corruptions[rng.integers(len(self.tok.corruptions))] if p.corruption == "random"
@@ -142,7 +147,7 @@ class Engine:
         groups = [targets] if order == "parallel" else [[t] for t in targets]
         for g, group in enumerate(groups):
             gnames = [names[targets.index(t)] for t in group]
-            rows, style = self.rows_for(piece, group, gnames, cond, rng, right_context, harmonize)
+            rows, style = self.rows_for(piece, group, gnames, cond, rng, right_context, harmonize, inputs)
             for t, ids in zip(group, self.decode(rows, style, salt=seed * 1009 + g)):
                 piece.windows[t] = tk.encode_segment(tk.decode_segment(ids))
         return targets
@@ -156,19 +161,30 @@ def pick_targets(n: int, rate: float, rng: np.random.Generator, start: int = 0, 
 
 def run_plan(engine: Engine, piece: Piece, plan: list[Pass], cond: Conditioning, *, start: int = 0,
              stop: int | None = None, keep: set[int] = frozenset(), seed: int = 0, order: str = "parallel",
-             harmonize: bool = False, on_pass: Callable[[int, int], None] | None = None) -> Piece:
+             harmonize: bool = False, inputs: dict[int, Notes] | None = None,
+             on_pass: Callable[[int, int], None] | None = None) -> Piece:
     """Apply each pass of `plan` to the windows in [start, stop) that are not in `keep`."""
+    check_plan(plan, engine.tok)
     for k, p in enumerate(plan):
-        if p.rate < 0 or p.rate > 1:
-            raise TatumError(f"pass rate must be in 0–1, not {p.rate}")
         rng = np.random.default_rng([seed, k])
         targets = pick_targets(len(piece), p.rate, rng, start, stop, keep)
         targets = [t for t in targets if len(piece.windows[t]) or p.corruption in ("whole_mask", "random")]
         if targets:
-            engine.run_pass(piece, p, cond, targets, seed=int(rng.integers(2**31)), order=order, harmonize=harmonize)
+            engine.run_pass(piece, p, cond, targets, seed=int(rng.integers(2**31)), order=order,
+                            harmonize=harmonize, inputs=inputs)
         if on_pass is not None:
             on_pass(k, len(targets))
     return piece
+
+
+def check_plan(plan: list[Pass], tok: Tokenizer) -> None:
+    """Refuse a misspelt corruption or a bad rate before any window is touched."""
+    for p in plan:
+        if p.corruption != "random" and p.corruption not in tok.corruptions:
+            raise TatumError(f"unknown plan or corruption {p.corruption!r}; plans: {', '.join(PLANS)}; "
+                             f"corruptions: {', '.join(tok.corruptions)}, random")
+        if not 0 <= p.rate <= 1:
+            raise TatumError(f"pass rate must be in 0–1, not {p.rate}")
 
 
 def parse_plan(spec: str) -> list[Pass]:

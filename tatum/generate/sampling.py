@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import torch
@@ -21,15 +22,16 @@ class Sampling:
 
     def generator(self, salt: int = 0) -> torch.Generator:
         g = torch.Generator()
-        g.manual_seed((self.seed if self.seed is not None else torch.seed() % 2**31) * 1_000_003 + salt)
+        seed = self.seed if self.seed is not None else secrets.randbelow(2**31)
+        g.manual_seed(seed * 1_000_003 + salt)
         return g
 
 
 class Grammar:
     """Only onset → dur → pv triples (or EOS after a complete note) may be emitted, with onsets
-    never going back in time inside a window. Optional chord constraint for harmonization: where a
-    note starts within `chord_ms` of a melody onset, the next onsets stay within `chord_ms` of it
-    until the group has `chord_size` notes."""
+    never going back in time inside a window. Optional chord constraint for harmonization: a group of
+    notes starts exactly at each melody onset (none is skipped); its onsets stay within `chord_ms` of
+    it until it has `chord_size` notes, none above the melody note."""
 
     def __init__(self, rows: int, vocab: int, device="cpu", melody_onsets: list[set[int]] | None = None,
                  chord_size: int = 3, chord_ms: int = 50):
@@ -37,7 +39,11 @@ class Grammar:
         self.last_onset = torch.zeros(rows, dtype=torch.long)     # onset step of the last note
         self.group_start = torch.full((rows,), -10**6, dtype=torch.long)
         self.group_count = torch.zeros(rows, dtype=torch.long)
-        self.melody = melody_onsets
+        self.limit = torch.full((rows,), 127, dtype=torch.long)  # highest pitch allowed in the group
+        # Melody per row: {onset step: pitch}; a plain set of steps puts no limit on pitch.
+        self.melody = None if melody_onsets is None else [
+            (m if isinstance(m, dict) else {s: 127 for s in m}) if m else {} for m in melody_onsets]
+        self.pending = None if self.melody is None else [sorted(m) for m in self.melody]
         self.chord_size, self.chord_steps = chord_size, chord_ms // tk.GRID_MS
         masks = torch.zeros(3, vocab, dtype=torch.bool)
         masks[0, tk.ONSET0:tk.DUR0] = True
@@ -48,22 +54,40 @@ class Grammar:
         self.onset_steps = torch.arange(tk.N_ONSET, device=device)
 
     def select(self, rows: torch.Tensor) -> None:
-        for name in ("state", "last_onset", "group_start", "group_count"):
+        for name in ("state", "last_onset", "group_start", "group_count", "limit"):
             setattr(self, name, getattr(self, name)[rows])
         if self.melody is not None:
             self.melody = [self.melody[i] for i in rows.tolist()]
+            self.pending = [self.pending[i] for i in rows.tolist()]
 
     def allowed(self) -> torch.Tensor:
         allow = self.masks[self.state].clone()
         on = allow[:, tk.ONSET0:tk.DUR0]
         on &= self.onset_steps[None, :] >= self.last_onset[:, None]
         if self.melody is not None:
+            nxt = torch.tensor([p[0] if p else 10**6 for p in self.pending], dtype=torch.long)
+            waiting = (self.state == 0) & (nxt < 10**6)
+            if waiting.any():
+                # Before the next melody onset the model may play freely up to a gap of `chord_ms`;
+                # then the next group starts exactly with the melody note. It cannot pass it by, nor
+                # end the window before it.
+                steps = self.onset_steps[None, :]
+                window = (steps < (nxt - self.chord_steps)[:, None]) | (steps == nxt[:, None])
+                on &= torch.where(waiting[:, None], window, torch.ones_like(window))
+                allow[:, tk.EOS] &= ~waiting
             forcing = (self.state == 0) & (self.group_count > 0) & (self.group_count < self.chord_size)
             if forcing.any():
                 hi = self.group_start + self.chord_steps
                 window = self.onset_steps[None, :] <= hi[:, None]
                 on &= torch.where(forcing[:, None], window, torch.ones_like(window))
                 allow[:, tk.EOS] &= ~forcing
+            # Notes of a group under a melody note stay below it: chords go under the tune (the melody
+            # note itself is laid back in by the task).
+            capped = (self.state == 2) & (self.limit < 127)
+            if capped.any():
+                pitch = (torch.arange(tk.N_PV, device=allow.device) // tk.VEL_BINS) + tk.PIANO_LOW
+                ok = pitch[None, :] < self.limit[:, None]
+                allow[:, tk.PV0:tk.NOTE_END] &= torch.where(capped[:, None], ok, torch.ones_like(ok))
         # A row whose window is exhausted may always end.
         dead = ~allow.any(dim=1)
         allow[dead, tk.EOS] = True
@@ -75,8 +99,17 @@ class Grammar:
         if is_onset.any():
             new_group = is_onset & (step > self.group_start + self.chord_steps)
             if self.melody is not None:
-                near = torch.tensor([any(abs(int(s) - m) <= self.chord_steps for m in mel)
-                                     for s, mel in zip(step.tolist(), self.melody)], dtype=torch.bool)
+                pitch = [min((p for m, p in mel.items() if abs(int(s) - m) <= self.chord_steps), default=-1)
+                         for s, mel in zip(step.tolist(), self.melody)]
+                mel_pitch = torch.tensor(pitch, dtype=torch.long)
+                near = mel_pitch >= 0
+                self.limit = torch.where(new_group, torch.where(near, mel_pitch, 127), self.limit)
+                # A melody onset is served once a group starts near it (a note that merely joins
+                # an earlier group does not count, or its chord would never be forced).
+                for r, (served, st) in enumerate(zip((new_group & near).tolist(), step.tolist())):
+                    pend = self.pending[r]
+                    while served and pend and pend[0] <= st + self.chord_steps:
+                        pend.pop(0)
             else:
                 near = torch.zeros_like(new_group)
             self.group_start = torch.where(new_group, step, self.group_start)
@@ -98,7 +131,7 @@ def pick(logits: torch.Tensor, allowed: torch.Tensor, s: Sampling, gen: torch.Ge
     if s.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop = cum - torch.softmax(sorted_logits, dim=-1) > s.top_p
+        drop = cum - torch.softmax(sorted_logits, dim=-1) >= s.top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     probs = torch.softmax(logits, dim=-1)

@@ -134,9 +134,35 @@ def harmonize(melody: Notes | str | os.PathLike, style: StyleArg = "jazz", artis
     cond = Conditioning(_mix(eng.tok, style, "style"), _mix(eng.tok, artist, "artist"), density, polyphony)
     eng.chord_size = chord_size
     piece = Piece.from_notes(melody)
-    run_plan(eng, piece, [Pass("skyline", 1.0)] * passes, cond, seed=_seed(seed), harmonize=True,
-             on_pass=on_pass)
+    # Every pass shows the model the melody itself as the skyline of each window, and after every
+    # pass the melody is laid back on top, so the context of the next pass carries the tune.
+    lines = {i: piece.window_notes(i) for i in range(len(piece))}
+    s = _seed(seed)
+    for k in range(passes):
+        run_plan(eng, piece, [Pass("skyline", 1.0)], cond, seed=s + k, harmonize=True, inputs=lines)
+        for i, line in lines.items():
+            piece.windows[i] = tk.encode_segment(keep_melody_on_top(piece.window_notes(i), line))
+        if on_pass is not None:
+            on_pass(k, len(piece))
     return piece.notes()
+
+
+def keep_melody_on_top(accomp: Notes, melody: Notes, window_ms: int = 50) -> Notes:
+    """The melody exactly as given, over the generated notes that lie below it.
+
+    A generated note is dropped where it would sound at or above the melody note in force at its onset
+    (it would replace or cover the tune), or where it doubles a melody note's onset and pitch.
+    """
+    if not len(melody):
+        return accomp
+    m_on = melody.onset_ms.astype(np.int64)
+    idx = np.searchsorted(m_on, accomp.onset_ms.astype(np.int64) + window_ms, side="right") - 1
+    has = idx >= 0
+    current = np.where(has, melody.pitch[np.maximum(idx, 0)], 200)
+    m_end = m_on + melody.dur_ms
+    sounding = has & (accomp.onset_ms < m_end[np.maximum(idx, 0)] + window_ms)
+    below = ~sounding | (accomp.pitch < current)
+    return Notes.merge([melody, accomp.select(below)])
 
 
 def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: StyleArg = "jazz",
@@ -152,6 +178,11 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: S
     if seconds <= 0:
         raise TatumError("--seconds must be positive")
     end = int(prompt_seconds * 1000) if prompt_seconds is not None else prompt.end_ms
+    # A note within half a grid step of the end would round into the first new window.
+    late = prompt.onset_ms > end - tk.GRID_MS
+    if late.any():
+        prompt = prompt.copy()
+        prompt.onset_ms = np.where(late, end - tk.GRID_MS, prompt.onset_ms).astype(np.int32)
     # Windows end exactly where the prompt ends, so the continuation starts on a window boundary.
     origin = end - tk.SEGMENT_MS * math.ceil((end - prompt.start_ms) / tk.SEGMENT_MS)
     piece = Piece.from_notes(prompt, origin)

@@ -1,0 +1,680 @@
+"""Generation (DESIGN §5): sampling, the grammar and the chord rule, batched guided decoding, the pass
+engine's four tasks, structure preservation, the generation verbs of the CLI and piano rolls.
+
+Everything runs a `tiny` model with random (seeded) weights, one thread, on short synthetic pieces whose
+notes lie on the 10 ms grid, so "kept" notes can be compared exactly with the input's quantised notes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tatum import tokenizer as tk
+from tatum.corruption import corrupt, group_onsets
+from tatum.data.examples import build_encoder_input
+from tatum.errors import TatumError
+from tatum.generate import engine as engine_mod
+from tatum.generate import tasks
+from tatum.generate.decode import Row, Style, decode_rows
+from tatum.generate.engine import PLANS, Pass, Piece, parse_plan
+from tatum.generate.sampling import Grammar, Sampling, pick
+from tatum.generate.structure import novelty, preserved_segments
+from tatum.model.checkpoint import load_model, save_checkpoint
+from tatum.model.config import preset
+from tatum.model.transformer import Seq2Seq
+from tatum.notes import Notes
+from tatum.plot import changed_mask, piano_roll
+from tatum.tokenizer import Tokenizer
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "80"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------ builders
+def grid_piece(seconds: float, seed: int, start_ms: int = 0) -> Notes:
+    """A melody over occasional chords, every time a multiple of 10 ms (so quantising keeps it)."""
+    rng = np.random.default_rng(seed)
+    on, du, pi, ve = [], [], [], []
+    t = 0
+    while t < seconds * 1000:
+        p, d = int(rng.integers(55, 84)), int(rng.integers(10, 80)) * 10
+        on.append(t), du.append(d), pi.append(p), ve.append(int(rng.integers(30, 110)))
+        if rng.random() < 0.3:
+            for q in (p - 12, p - 8, p - 5):
+                on.append(t), du.append(d), pi.append(q), ve.append(60)
+        t += int(rng.integers(5, 40)) * 10
+    return Notes(np.array(on) + start_ms, du, pi, ve)
+
+
+def two_part_piece() -> Notes:
+    """4 windows of slow C-major triads low down, then 4 windows of fast F#-major arpeggios up high."""
+    on, du, pi, ve = [], [], [], []
+    for t in range(0, 20_000, 1000):
+        for p in (48, 52, 55):
+            on.append(t), du.append(900), pi.append(p), ve.append(70)
+    arp = (78, 82, 85, 90)
+    for k, t in enumerate(range(20_000, 40_000, 100)):
+        on.append(t), du.append(90), pi.append(arp[k % 4]), ve.append(100)
+    return Notes(on, du, pi, ve)
+
+
+def melody_line(windows: int = 4, steps=(300, 800, 1400, 2000, 2600, 3300, 3900, 4400)) -> Notes:
+    """A monophonic line whose onsets keep clear of window edges (the chord rule works per window)."""
+    on = [0] + [5000 * k + s for k in range(windows) for s in steps]
+    pitch = [67 + (i * 5) % 12 for i in range(len(on))]
+    return Notes(on, np.full(len(on), 250), pitch, np.full(len(on), 90))
+
+
+def quantised(notes: Notes, origin: int | None = None) -> Notes:
+    """What the engine makes of the input before touching it: 10 ms grid, binned velocities."""
+    origin = notes.start_ms if origin is None else origin
+    return tk.decode(tk.encode(notes, origin), origin_ms=origin)
+
+
+def arrays(notes: Notes) -> np.ndarray:
+    return np.stack([notes.onset_ms.astype(np.int64), notes.dur_ms, notes.pitch, notes.velocity])
+
+
+def same(a: Notes, b: Notes) -> bool:
+    return len(a) == len(b) and np.array_equal(arrays(a), arrays(b))
+
+
+def between(notes: Notes, lo: float, hi: float) -> Notes:
+    return notes.select((notes.onset_ms >= lo) & (notes.onset_ms < hi))
+
+
+def check_row(ids: np.ndarray) -> None:
+    """Complete onset→dur→pv triples, nothing else, onsets never going back."""
+    ids = np.asarray(ids)
+    assert len(ids) % 3 == 0
+    assert np.all((ids >= tk.ONSET0) & (ids < tk.NOTE_END)), "special token inside a row"
+    kinds = tk.token_kind(ids)
+    assert np.array_equal(kinds, np.tile([0, 1, 2], len(ids) // 3).astype(kinds.dtype))
+    assert np.all(np.diff(ids[0::3]) >= 0), "onsets go back in time"
+
+
+def near_melody_groups(onset_ms: np.ndarray, melody_ms) -> list[int]:
+    """Sizes of the onset groups whose first onset lies within 50 ms of a melody onset."""
+    onset_ms = np.sort(np.asarray(onset_ms, dtype=np.int64))
+    melody_ms = np.asarray(sorted(melody_ms), dtype=np.int64)
+    if not len(onset_ms) or not len(melody_ms):
+        return []
+    groups = group_onsets(onset_ms)
+    sizes = []
+    for g in np.unique(groups):
+        first = onset_ms[groups == g][0]
+        if np.min(np.abs(melody_ms - first)) <= 50:
+            sizes.append(int((groups == g).sum()))
+    return sizes
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """A tiny checkpoint with random but seeded weights and the shipped vocabulary."""
+    tok = Tokenizer.default()
+    torch.manual_seed(0)
+    model = Seq2Seq(preset("tiny", tok.vocab_size, dropout=0.0))
+    return save_checkpoint(model, tok, tmp_path_factory.mktemp("gen-model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def pair(ckpt):
+    return load_model(ckpt)
+
+
+@pytest.fixture(scope="module")
+def model(pair) -> Seq2Seq:
+    return pair[0]
+
+
+@pytest.fixture(scope="module")
+def tok(pair) -> Tokenizer:
+    return pair[1]
+
+
+@pytest.fixture(scope="module")
+def piece40() -> Notes:
+    return grid_piece(40, seed=7)
+
+
+@pytest.fixture(scope="module")
+def rows(model, tok, piece40) -> list[Row]:
+    """Four encoder inputs of different lengths cut from a real-looking piece."""
+    w = [tk.encode_segment(s) for s in tk.split_segments(piece40)]
+    style = (tok.genre_id("jazz"), tok.null_style, tok.density_id(None), tok.polyphony_id(None))
+    seg = lambda i: tk.decode_segment(w[i])  # noqa: E731
+    specs = [([], "skyline", seg(0), []), (w[0:1], "whole_mask", seg(1), []),
+             ([], "pitch_velocity_mask", seg(2), w[3:5]), ([], "onset_duration_mask", Notes.empty(), [])]
+    out = []
+    for i, (left, name, source, right) in enumerate(specs):
+        enc = build_encoder_input(tok, style, left, name, corrupt(name, source, i), right,
+                                  model.cfg.max_enc_len)
+        out.append(Row(enc))
+    assert len({len(r.enc) for r in out}) == len(out)
+    return out
+
+
+# ------------------------------------------------------------------ sampling.pick
+def test_top_k_one_and_zero_temperature_give_the_allowed_argmax():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 40, generator=g)
+    allowed = torch.rand(6, 40, generator=g) < 0.4
+    allowed[:, 7] = True
+    want = logits.masked_fill(~allowed, float("-inf")).argmax(-1)
+    for s in (Sampling(top_k=1), Sampling(temperature=0.0), Sampling(temperature=-1.0, top_k=0)):
+        for _ in range(3):
+            assert torch.equal(pick(logits, allowed, s, g), want)
+
+
+@pytest.mark.parametrize("s", [Sampling(), Sampling(temperature=3.0, top_k=0), Sampling(top_k=5, top_p=0.9),
+                               Sampling(temperature=0.5, top_p=0.3)])
+def test_masked_tokens_are_never_drawn(s):
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(500, 30, generator=g)
+    allowed = torch.rand(500, 30, generator=g) < 0.3
+    allowed[:, 0] = True
+    logits[~allowed] += 50.0          # forbidden tokens are the model's favourites
+    drawn = pick(logits, allowed, s, g)
+    assert allowed[torch.arange(500), drawn].all()
+
+
+def _draws(probs: list[float], top_p: float, order=None, n=3000) -> set[int]:
+    p = torch.tensor(probs)
+    order = order or list(range(len(probs)))
+    logits = torch.full((len(probs),), 0.0)
+    logits[order] = torch.log(p)
+    g = torch.Generator().manual_seed(2)
+    drawn = pick(logits.repeat(n, 1), torch.ones(n, len(probs), dtype=torch.bool),
+                 Sampling(top_k=0, top_p=top_p), g)
+    return set(drawn.tolist())
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    # Probabilities .6/.3/.1 placed at vocabulary positions 2, 0, 1 (so the sort order matters).
+    probs, at = [0.6, 0.3, 0.1], [2, 0, 1]
+    assert _draws(probs, 0.5, at) == {2}
+    assert _draws(probs, 0.7, at) == {2, 0}
+    assert _draws(probs, 0.95, at) == {2, 0, 1}
+    assert _draws(probs, 1.0, at) == {2, 0, 1}
+
+
+def test_top_p_stops_at_exactly_p():
+    assert _draws([0.5, 0.25, 0.25], 0.5) == {0}
+
+
+def test_a_fixed_seed_reproduces_and_salt_or_seed_change_the_draws():
+    logits = torch.zeros(200, 50)
+    allowed = torch.ones(200, 50, dtype=torch.bool)
+    s = Sampling(seed=11)
+    a = pick(logits, allowed, s, s.generator(3))
+    b = pick(logits, allowed, s, s.generator(3))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, pick(logits, allowed, s, s.generator(4)))
+    assert not torch.equal(a, pick(logits, allowed, Sampling(seed=12), Sampling(seed=12).generator(3)))
+
+
+# ------------------------------------------------------------------ grammar and decode_rows
+def test_grammar_masks_follow_the_triple_cycle():
+    g = Grammar(1, tk.NOTE_END + 40)
+    assert g.allowed()[0, tk.ONSET0:tk.DUR0].all() and g.allowed()[0, tk.EOS]
+    g.advance(torch.tensor([tk.ONSET0 + 200]))
+    a = g.allowed()[0]
+    assert a[tk.DUR0:tk.PV0].all() and a.sum() == tk.N_DUR
+    g.advance(torch.tensor([tk.DUR0 + 3]))
+    a = g.allowed()[0]
+    assert a[tk.PV0:tk.NOTE_END].all() and a.sum() == tk.N_PV
+    g.advance(torch.tensor([tk.PV0 + 100]))
+    a = g.allowed()[0]
+    assert a[tk.EOS] and not a[tk.ONSET0:tk.ONSET0 + 200].any() and a[tk.ONSET0 + 200:tk.DUR0].all()
+
+
+def test_grammar_holds_onsets_in_the_chord_until_it_is_full():
+    def onset(g, step):
+        for t in (tk.ONSET0 + step, tk.DUR0, tk.PV0):
+            g.advance(torch.tensor([t]))
+
+    g = Grammar(1, tk.NOTE_END + 40, melody_onsets=[{100, 300}], chord_size=3)
+    onset(g, 40)                                  # far from the melody: free until 50 ms before it
+    a = g.allowed()[0]
+    on = a[tk.ONSET0:tk.DUR0]
+    assert not a[tk.EOS] and on[40:95].all() and not on[95:100].any() and on[100] and not on[101:].any()
+    onset(g, 100)                                 # the melody onset: a chord must follow
+    for last in (100, 101):                       # onsets stay in [last, 100 + 5 steps], no EOS
+        a = g.allowed()[0]
+        assert not a[tk.EOS] and a[tk.ONSET0 + last:tk.ONSET0 + 106].all()
+        assert not a[tk.ONSET0:tk.ONSET0 + last].any() and not a[tk.ONSET0 + 106:tk.DUR0].any()
+        onset(g, 101)
+    a = g.allowed()[0]                            # three notes: free again until the next melody onset
+    on = a[tk.ONSET0:tk.DUR0]
+    assert not a[tk.EOS] and on[101:295].all() and not on[295:300].any() and on[300] and not on[301:].any()
+    onset(g, 300)                                 # the last melody note, and its chord
+    onset(g, 300)
+    onset(g, 301)
+    a = g.allowed()[0]
+    assert a[tk.EOS] and a[tk.ONSET0 + 301:tk.DUR0].all()
+
+
+@pytest.mark.parametrize("sampling", [Sampling(seed=0), Sampling(seed=1, temperature=1.5, top_k=0, top_p=0.9),
+                                      Sampling(seed=2, temperature=0.0)])
+def test_decoded_rows_are_complete_triples_with_rising_onsets(model, tok, rows, sampling):
+    out = decode_rows(model, rows, sampling, null_id=tok.null_style)
+    assert len(out) == len(rows)
+    for ids in out:
+        check_row(ids)
+    assert sum(len(o) for o in out) > 0
+
+
+def test_guidance_decodes_cond_and_null_rows_together(model, tok, rows, monkeypatch):
+    seen = []
+    encode = model.encode
+
+    def spy(enc, mixes=None):
+        seen.append((enc.clone(), mixes))
+        return encode(enc, mixes)
+
+    monkeypatch.setattr(model, "encode", spy)
+    jazz, classical = tok.genre_id("jazz"), tok.genre_id("classical")
+    style = Style(genre={jazz: 0.7, classical: 0.3})
+    out = decode_rows(model, rows, Sampling(seed=3, guidance=1.5), style, tok.null_style)
+    for ids in out:
+        check_row(ids)
+    (enc, mixes), = seen
+    n = len(rows)
+    assert enc.shape == (2 * n, max(len(r.enc) for r in rows))
+    for i, r in enumerate(rows):
+        assert enc[i, :len(r.enc)].tolist() == r.enc.tolist()
+        assert enc[n + i, :2].tolist() == [tok.null_style, tok.null_style]
+        assert enc[n + i, 2:len(r.enc)].tolist() == r.enc[2:].tolist()
+    (pos, ids, w), = mixes
+    assert pos == 0 and ids.tolist() == [jazz, classical, tok.null_style]
+    torch.testing.assert_close(w[:n], torch.tensor([[0.7, 0.3, 0.0]]).expand(n, 3))
+    torch.testing.assert_close(w[n:], torch.tensor([[0.0, 0.0, 1.0]]).expand(n, 3))
+
+
+def test_zero_guidance_is_exactly_no_guidance(model, tok, rows):
+    a = decode_rows(model, rows, Sampling(seed=4, guidance=0.0), null_id=tok.null_style)
+    b = decode_rows(model, rows, Sampling(seed=4), null_id=None)
+    c = decode_rows(model, rows, Sampling(seed=4))
+    assert all(np.array_equal(x, y) and np.array_equal(x, z) for x, y, z in zip(a, b, c))
+
+
+@pytest.mark.parametrize("guidance", [0.0, 2.0])
+def test_style_mixtures_of_genres_and_artists_decode(model, tok, rows, guidance):
+    style = Style(genre={tok.genre_id("jazz"): 2.0, tok.genre_id("pop"): 1.0},
+                  artist={tok.artist_id("Art Tatum"): 0.5, tok.artist_id("Oscar Peterson"): 0.5})
+    out = decode_rows(model, rows, Sampling(seed=5, guidance=guidance), style, tok.null_style)
+    for ids in out:
+        check_row(ids)
+
+
+def test_chord_rule_fills_groups_at_melody_onsets(model, tok, rows):
+    melodies = [set(range(0, 500, 10)), {20, 120, 220, 320, 420}, {0, 250, 499}, set(range(5, 500, 45))]
+    chord = 3
+    limit_notes = (model.cfg.max_dec_len - 1) // 3
+    checked = 0
+    for seed in range(3):
+        mrows = [Row(r.enc, m) for r, m in zip(rows, melodies)]
+        out = decode_rows(model, mrows, Sampling(seed=seed), null_id=tok.null_style, chord_size=chord)
+        for ids, mel in zip(out, melodies):
+            check_row(ids)
+            if len(ids) // 3 >= limit_notes:      # cut by the length limit: the last group may be short
+                continue
+            sizes = near_melody_groups((ids[0::3] - tk.ONSET0) * tk.GRID_MS, [m * tk.GRID_MS for m in mel])
+            assert all(s >= chord for s in sizes), (seed, sizes)
+            checked += len(sizes)
+    assert checked >= 5
+
+
+def test_rows_with_and_without_melody_decode_in_one_batch(model, tok, rows):
+    mixed = [Row(rows[0].enc, {50, 150}), Row(rows[1].enc, None)]
+    out = decode_rows(model, mixed, Sampling(seed=0), null_id=tok.null_style)
+    for ids in out:
+        check_row(ids)
+
+
+def test_max_tokens_caps_rows_at_whole_notes(model, tok, rows):
+    out = decode_rows(model, rows, Sampling(seed=6, temperature=0.0), null_id=tok.null_style, max_tokens=11)
+    for ids in out:
+        check_row(ids)
+        assert len(ids) <= 9
+
+
+# ------------------------------------------------------------------ improvise
+def test_improvise_keeps_the_first_windows_and_the_last(pair, piece40):
+    out = tasks.improvise(piece40, plan="skyline:1,whole_mask:1", seed=1, preserve_structure=0, model=pair)
+    assert isinstance(out, Notes) and len(out)
+    assert out.pitch.min() >= 21 and out.pitch.max() <= 108
+    q = quantised(piece40)
+    assert len(tk.split_segments(piece40)) == 8
+    assert same(between(out, 0, 10_000), between(q, 0, 10_000))        # keep_first_s=10 → windows 0, 1
+    assert same(between(out, 35_000, 10**9), between(q, 35_000, 10**9))  # the last window
+    assert not same(between(out, 10_000, 35_000), between(q, 10_000, 35_000))
+    # Kept notes are not "new" for the piano roll.
+    assert not changed_mask(piece40, out)[out.onset_ms < 10_000].any()
+
+
+def test_improvise_is_reproducible_by_seed(ckpt, pair, piece40):
+    a = tasks.improvise(piece40, plan="light", seed=3, model=pair)
+    b = tasks.improvise(piece40, plan="light", seed=3, model=str(ckpt))   # a folder loads the same model
+    c = tasks.improvise(piece40, plan="light", seed=4, model=pair)
+    assert same(a, b)
+    assert not same(a, c)
+
+
+def test_plans_parse_and_bad_plans_are_refused(pair, piece40):
+    assert parse_plan("skyline:1,whole_mask:.5") == [Pass("skyline", 1.0), Pass("whole_mask", 0.5)]
+    assert parse_plan(" skyline ") == [Pass("skyline", 1.0)]
+    assert parse_plan("improvnet") == PLANS["improvnet"] and len(PLANS["improvnet"]) == 10
+    assert tasks._plan("light", None, 5, None) == (PLANS["light"] * 2)[:5]
+    assert tasks._plan("light", 0.2, None, None) == [Pass(p.corruption, 0.2) for p in PLANS["light"]]
+    assert tasks._plan("x", None, 3, "skyline") == [Pass("skyline", 1.0)] * 3
+    with pytest.raises(TatumError, match="corruption:rate"):
+        parse_plan("skyline:often")
+    with pytest.raises(TatumError, match="unknown plan or corruption 'nonsense'"):
+        tasks.improvise(piece40, plan="nonsense", seed=0, model=pair)
+    with pytest.raises(TatumError, match="unknown plan or corruption 'scramble'"):
+        tasks.improvise(piece40, corruption="scramble", seed=0, model=pair)
+    with pytest.raises(TatumError, match="rate"):
+        tasks.improvise(piece40, plan="skyline:1.5", seed=0, model=pair)
+
+
+def test_an_unknown_corruption_in_a_plan_is_refused_even_if_no_window_is_drawn(pair, piece40):
+    with pytest.raises(TatumError):
+        tasks.improvise(piece40, plan="skyline:1,skylien:0", seed=0, model=pair)
+
+
+def test_unknown_style_or_artist_lists_the_known_ones(pair, piece40):
+    with pytest.raises(TatumError) as e:
+        tasks.improvise(piece40, style="bebop", seed=0, model=pair)
+    assert "bebop" in str(e.value) and all(g in str(e.value) for g in ("classical", "jazz", "pop"))
+    with pytest.raises(TatumError) as e:
+        tasks.improvise(piece40, artist="Nobody Atall", seed=0, model=pair)
+    assert "Nobody Atall" in str(e.value) and "Art Tatum" in str(e.value) and "Cedar Walton" in str(e.value)
+    with pytest.raises(TatumError, match="negative"):
+        tasks.improvise(piece40, style={"jazz": 1.0, "pop": -0.5}, seed=0, model=pair)
+    with pytest.raises(TatumError, match="zero"):
+        tasks.improvise(piece40, style={"jazz": 0.0}, seed=0, model=pair)
+
+
+def test_style_and_artist_mixtures_reach_the_decoder(pair, tok, piece40, monkeypatch):
+    styles = []
+    real = engine_mod.decode_rows
+
+    def spy(model, rows, sampling, style=None, *a, **k):
+        styles.append(style)
+        return real(model, rows, sampling, style, *a, **k)
+
+    monkeypatch.setattr(engine_mod, "decode_rows", spy)
+    out = tasks.improvise(piece40, style={"jazz": 0.7, "classical": 0.3},
+                          artist={"Art Tatum": 0.6, "Oscar Peterson": 0.4}, plan="skyline:1", seed=2,
+                          guidance=1.0, model=pair)
+    assert isinstance(out, Notes) and len(out)
+    assert same(between(out, 0, 10_000), between(quantised(piece40), 0, 10_000))
+    assert styles
+    for s in styles:
+        assert s.genre == {tok.genre_id("jazz"): 0.7, tok.genre_id("classical"): 0.3}
+        assert s.artist == {tok.artist_id("Art Tatum"): 0.6, tok.artist_id("Oscar Peterson"): 0.4}
+
+
+def test_improvise_refuses_a_piece_shorter_than_a_window(pair):
+    with pytest.raises(TatumError, match="5 s"):
+        tasks.improvise(grid_piece(3, seed=1), seed=0, model=pair)
+    with pytest.raises(TatumError, match="no notes"):
+        tasks.improvise(Notes.empty(), seed=0, model=pair)
+
+
+# ------------------------------------------------------------------ structure
+def test_novelty_peaks_at_the_section_boundary():
+    segs = tk.split_segments(two_part_piece())
+    assert len(segs) == 8
+    nov = novelty(segs)
+    assert int(np.argmax(nov)) in (3, 4, 5)
+    for fraction in (0.1, 0.25):
+        kept = preserved_segments(segs, fraction)
+        assert kept & {3, 4, 5}, (fraction, kept, nov)
+        assert len(kept) <= int(np.ceil(fraction * 8))
+    assert preserved_segments(segs, 0) == set()
+    assert preserved_segments(segs[:3], 0.5) == set()
+
+
+def test_preserve_structure_keeps_the_boundary_windows(pair):
+    piece = two_part_piece()
+    segs = tk.split_segments(piece)
+    keep = preserved_segments(segs, 0.25)
+    assert keep & {3, 4, 5}
+    q = Piece.from_notes(piece).windows
+    out = Piece.from_notes(tasks.improvise(piece, plan="whole_mask:1", keep_first_s=0, preserve_structure=0.25,
+                                           seed=5, model=pair), piece.start_ms).windows
+    for i in keep:
+        assert np.array_equal(out[i], q[i]), i
+    assert any(not np.array_equal(out[i], q[i]) for i in range(len(q) - 1) if i not in keep)
+    # Without preservation the same windows are rewritten.
+    bare = Piece.from_notes(tasks.improvise(piece, plan="whole_mask:1", keep_first_s=0, preserve_structure=0,
+                                            seed=5, model=pair), piece.start_ms).windows
+    assert any(not np.array_equal(bare[i], q[i]) for i in keep)
+
+
+# ------------------------------------------------------------------ harmonize
+def test_harmonize_adds_chords_under_the_melody(pair):
+    # Four notes a window, so the tiny model's 42-note decoder limit does not cut chords short.
+    mel = melody_line(steps=(300, 1400, 2600, 3900))
+    out = tasks.harmonize(mel, passes=1, chord_size=3, seed=0, model=pair)
+    assert tk.mean_polyphony(out) > tk.mean_polyphony(mel) == 1.0
+    # One pass: the chord rule saw the given melody, so every group starting by a melody note is a chord.
+    limit_notes = (pair[0].cfg.max_dec_len - 1) // 3
+    checked = 0
+    for w, seg in enumerate(tk.split_segments(out, mel.start_ms)):
+        if len(seg) >= limit_notes:
+            continue
+        sizes = near_melody_groups(seg.onset_ms + 5000 * w, mel.onset_ms)
+        assert all(s >= 3 for s in sizes), (w, sizes, seg.onset_ms.tolist(), seg.pitch.tolist(), mel.onset_ms.tolist())
+        checked += len(sizes)
+    assert checked >= 1
+
+
+def test_harmonize_keeps_every_melody_onset(pair):
+    mel = melody_line()
+    out = tasks.harmonize(mel, passes=2, seed=0, model=pair)
+    missing = [o for o in mel.onset_ms if not np.any(np.abs(out.onset_ms.astype(np.int64) - o) <= 50)]
+    assert not missing
+
+
+def test_harmonize_warns_about_chords_or_refuses_them_when_strict(pair):
+    mel = melody_line(2)
+    chordal = Notes.merge([mel, mel.transpose(-7)])
+    with pytest.warns(UserWarning, match="chords"):
+        out = tasks.harmonize(chordal, passes=1, seed=0, model=pair)
+    assert isinstance(out, Notes)
+    with pytest.raises(TatumError, match="chords"):
+        tasks.harmonize(chordal, passes=1, seed=0, strict=True, model=pair)
+
+
+# ------------------------------------------------------------------ continue
+def test_continue_keeps_the_prompt_and_stops_in_time(pair, piece40):
+    out = tasks.continue_(piece40, 5, prompt_seconds=10, seed=1, model=pair)
+    prompt = quantised(piece40.slice(0, 10_000, clip=True), 0)
+    assert same(between(out, -10**9, 10_000), prompt)
+    new = between(out, 10_000, 10**9)
+    assert len(new)
+    assert new.onset_ms.max() < 15_000
+    assert out.end_ms <= 15_000 + tk.SEGMENT_MS
+
+
+def test_continue_a_whole_prompt_that_does_not_start_at_zero(pair):
+    prompt = grid_piece(12, seed=3, start_ms=1230)
+    out = tasks.continue_(prompt, 6, seed=2, model=pair)
+    end = prompt.end_ms
+    origin = end - tk.SEGMENT_MS * int(np.ceil((end - prompt.start_ms) / tk.SEGMENT_MS))  # windows end at `end`
+    assert same(between(out, -10**9, end), quantised(prompt, origin))
+    assert out.onset_ms.max() < end + 6000
+
+
+def test_continue_keeps_a_prompt_note_just_before_the_prompt_end(pair):
+    prompt = Notes([0, 3000, 6000, 9996], [500] * 4, [60, 62, 64, 72], [80] * 4)
+    out = tasks.continue_(prompt, 5, prompt_seconds=10, seed=0, model=pair)
+    # The nearest grid step inside the prompt's windows is 9990 ms: within one 10 ms step.
+    assert np.any((out.pitch == 72) & (np.abs(out.onset_ms.astype(np.int64) - 9996) <= 10))
+
+
+@pytest.mark.parametrize("seconds", [0, -5])
+def test_continue_refuses_nonpositive_seconds(pair, piece40, seconds):
+    with pytest.raises(TatumError, match="positive"):
+        tasks.continue_(piece40, seconds, prompt_seconds=10, model=pair)
+
+
+# ------------------------------------------------------------------ infill
+def test_infill_changes_only_the_range(pair, piece40):
+    out = tasks.infill(piece40, 12, 18, seed=2, model=pair)
+    for lo, hi in ((-10**9, 12_000), (18_000, 10**9)):
+        assert same(between(out, lo, hi), between(piece40, lo, hi))
+    new = between(out, 12_000, 18_000)
+    assert len(new)
+    assert not same(new, between(piece40, 12_000, 18_000))
+    assert new.onset_ms.min() >= 12_000 and new.onset_ms.max() < 18_000
+
+
+@pytest.mark.parametrize("start,end", [(500, 600), (41, 45), (18, 12), (15, 15), (-5, 3)])
+def test_infill_refuses_empty_or_outside_ranges(pair, piece40, start, end):
+    with pytest.raises(TatumError, match="infill range"):
+        tasks.infill(piece40, start, end, seed=0, model=pair)
+
+
+# ------------------------------------------------------------------ piano rolls
+def test_changed_mask_marks_exactly_the_new_notes():
+    before = Notes([0, 500, 500, 1000, 2000], [400] * 5, [60, 64, 67, 62, 70], [80] * 5)
+    on = [0, 520, 500, 1000, 2100, 3000, 1000]
+    pitch = [60, 64, 66, 62, 70, 72, 74]
+    new = [False, False, True, False, True, True, True]   # 20 ms late is the same note; 100 ms is not
+    order = np.lexsort((pitch, on))
+    after = Notes(on, [300] * 7, pitch, [50] * 7)
+    assert np.array_equal(after.pitch, np.array(pitch)[order])
+    assert changed_mask(before, after).tolist() == np.array(new)[order].tolist()
+    assert not changed_mask(before, before).any()
+    assert changed_mask(Notes.empty(), after).all()
+    assert changed_mask(before, Notes.empty()).shape == (0,)
+
+
+def test_piano_roll_writes_a_png(tmp_path, piece40):
+    after = piece40.transpose(2)
+    p = piano_roll(tmp_path / "sub" / "roll.png", after, piece40)
+    data = p.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+    q = piano_roll(tmp_path / "alone.png", after)
+    assert q.read_bytes().startswith(PNG_MAGIC) and q.stat().st_size > 5_000
+    assert not list(tmp_path.rglob(".*tmp*"))
+
+
+# ------------------------------------------------------------------ the CLI
+def _start(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tatum.cli", *map(str, args)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(p: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = p.communicate(timeout=300)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def error_line(r: subprocess.CompletedProcess) -> str:
+    """Exit 2, no traceback, and exactly one `tatum: error:` line."""
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("tatum: error: ")]
+    assert len(errors) == 1, r.stderr[-2000:]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def cli_runs(ckpt, piece40, tmp_path_factory) -> dict:
+    """Every CLI run of this module, the independent ones side by side."""
+    d = tmp_path_factory.mktemp("gen-cli")
+    piece40.to_midi(d / "in.mid")
+    chordal = melody_line(3)
+    Notes.merge([chordal, chordal.transpose(-5)]).to_midi(d / "chordal.mid")
+    m = ("--model", ckpt, "--seed", "1")
+    jobs = {
+        "improvise": _start("improvise", d / "in.mid", "-o", d / "out.mid", *m, "--png", d / "out.png",
+                            "--plan", "light"),
+        "bebop": _start("improvise", d / "in.mid", "-o", d / "bebop.mid", *m, "--style", "bebop"),
+        "infill": _start("infill", d / "in.mid", "-o", d / "fill.mid", *m, "--start", 500, "--end", 600),
+        "harmonize": _start("harmonize", d / "chordal.mid", "-o", d / "harm.mid", *m, "--passes", 1),
+        "continue": _start("continue", d / "in.mid", "-o", d / "cont.mid", *m, "--prompt-seconds", 10,
+                           "--seconds", 5),
+    }
+    runs = {k: _finish(p) for k, p in jobs.items()}
+    runs["dir"] = d
+    if runs["improvise"].returncode == 0:
+        before = (d / "out.mid").read_bytes(), (d / "out.png").read_bytes()
+        runs["again"] = _finish(_start("improvise", d / "in.mid", "-o", d / "out.mid", *m, "--png", d / "out.png",
+                                       "--plan", "light"))
+        runs["again_unchanged"] = before == ((d / "out.mid").read_bytes(), (d / "out.png").read_bytes())
+    return runs
+
+
+def test_cli_improvise_writes_midi_and_png(cli_runs):
+    r, d = cli_runs["improvise"], cli_runs["dir"]
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = Notes.from_midi(d / "out.mid")
+    assert len(out) and 30 < out.duration_s < 50
+    png = (d / "out.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 10_000
+    assert "tatum: error" not in r.stderr
+
+
+def test_cli_refuses_to_overwrite_without_force(cli_runs):
+    line = error_line(cli_runs["again"])
+    assert cli_runs["again"].stderr.strip() == line
+    assert "--force" in line and "out.mid" in line
+    assert cli_runs["again_unchanged"]
+
+
+def test_cli_unknown_style_is_one_error_line_with_the_known_styles(cli_runs):
+    line = error_line(cli_runs["bebop"])
+    assert "bebop" in line and "classical, jazz, pop" in line
+    assert not (cli_runs["dir"] / "bebop.mid").exists()
+
+
+def test_cli_infill_outside_the_piece_is_one_error_line(cli_runs):
+    line = error_line(cli_runs["infill"])
+    assert "outside the piece" in line
+    assert not (cli_runs["dir"] / "fill.mid").exists()
+
+
+@pytest.mark.parametrize("key", ["bebop", "infill"])
+def test_cli_errors_after_the_progress_bar_are_still_alone_on_stderr(cli_runs, key):
+    r = cli_runs[key]
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_cli_harmonize_of_chords_warns_and_succeeds(cli_runs):
+    r = cli_runs["harmonize"]
+    assert r.returncode == 0, r.stderr[-2000:]
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("tatum: warning: ")]
+    assert len(warnings) == 1 and "chordal.mid" in warnings[0]
+    assert "chords" in r.stderr
+    assert len(Notes.from_midi(cli_runs["dir"] / "harm.mid"))
+
+
+def test_cli_warning_is_a_single_line(cli_runs):
+    r = cli_runs["harmonize"]
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("tatum: warning: ")]
+    assert len(warnings) == 1 and warnings[0].endswith("the melody has chords; harmonizing its top line"), r.stderr
+
+
+def test_cli_continue(cli_runs):
+    r = cli_runs["continue"]
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = Notes.from_midi(cli_runs["dir"] / "cont.mid")
+    assert len(out) and out.onset_ms.max() < 15_000 + 5
