@@ -30,7 +30,7 @@ demo: venv
 	$(VENV)/bin/tatum data stats $(OUT)/shards
 
 bench: venv
-	$(PY) benchmarks/tokenize.py
+	$(PY) benchmarks/tokenize_speed.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -32,29 +32,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, where benchmarks/tokenize.py would hide
-# the standard library's `tokenize` module (used by linecache, inspect, torch, …): drop that folder.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-_ROOT = _HERE.parent
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+import argparse
+import gc
+import json
+import platform
+import statistics
+import time
+import warnings
+from contextlib import nullcontext
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from contextlib import nullcontext  # noqa: E402
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from tatum.model.config import PRESETS, ModelConfig, preset  # noqa: E402
-from tatum.model.transformer import Seq2Seq  # noqa: E402
+from tatum.model.config import PRESETS, ModelConfig, preset
+from tatum.model.transformer import Seq2Seq
 
 VOCAB = 1763
 PAD = 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -193,14 +193,26 @@ class _Run:
 
 _SAMPLING_HELP = "Sampling temperature (lower = safer, higher = wilder)."
 
+# Options every generation verb shares, defined once.
+Out = Annotated[Path, typer.Option("--out", "-o", help="MIDI file to write.")]
+Style = Annotated[str, typer.Option(help='Target style, or a mixture such as "jazz:0.7,classical:0.3".')]
+Artist = Annotated[Optional[str], typer.Option(help='Play in the manner of this pianist, e.g. "Art Tatum" (or a '
+                                               "mixture). Uses the Art Tatum model when present.")]
+Temperature = Annotated[float, typer.Option(help=_SAMPLING_HELP)]
+TopK = Annotated[int, typer.Option(help="Sample among the k likeliest tokens (0 = all).")]
+Guidance = Annotated[float, typer.Option(help="Classifier-free guidance weight toward the style (0 = off).")]
+Seed = Annotated[Optional[int], typer.Option(help="Make the run reproducible.")]
+Model = Annotated[Optional[str], typer.Option(help="Checkpoint folder or shipped name (default: tatum-small).")]
+Png = Annotated[Optional[Path], typer.Option(help="Also write a piano roll: original above, result below.")]
+Force = Annotated[bool, typer.Option(help="Replace existing output files.")]
+
 
 @app.command("improvise")
 def improvise_cmd(
-    inp: Path = typer.Argument(..., help="MIDI file to re-play."),
-    out_path: Path = typer.Option(..., "--out", "-o", help="MIDI file to write."),
-    style: str = typer.Option("jazz", help='Target style, or a mixture such as "jazz:0.7,classical:0.3".'),
-    artist: Optional[str] = typer.Option(None, help='Play in the manner of this pianist, e.g. "Art Tatum" '
-                                         "(or a mixture). Uses the Art Tatum model when present."),
+    inp: Annotated[Path, typer.Argument(help="MIDI file to re-play.")],
+    out_path: Out,
+    style: Style = "jazz",
+    artist: Artist = None,
     plan: str = typer.Option("improvnet", help="Passes: improvnet (ImprovNet's ten), light, free, or "
                              '"corruption:rate,..." e.g. "skyline:1,whole_mask:0.5".'),
     corruption: Optional[str] = typer.Option(None, help="Use only this corruption for every pass."),
@@ -209,16 +221,16 @@ def improvise_cmd(
     context: int = typer.Option(5, help="Windows of context on each side."),
     keep_first: float = typer.Option(10.0, "--keep-first", help="Seconds at the start left untouched."),
     preserve_structure: float = typer.Option(0.05, help="Share of windows at section boundaries kept as is."),
-    temperature: float = typer.Option(1.0, help=_SAMPLING_HELP),
-    top_k: int = typer.Option(50),
-    top_p: float = typer.Option(1.0),
-    guidance: float = typer.Option(0.0, help="Classifier-free guidance weight toward the style (0 = off)."),
+    temperature: Temperature = 1.0,
+    top_k: TopK = 50,
+    top_p: float = typer.Option(1.0, help="Sample among the likeliest tokens that make up this probability."),
+    guidance: Guidance = 0.0,
     density: Optional[str] = typer.Option(None, help="Note-density bucket 0–7, 'source' or 'any' (default)."),
     polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5, 'source' or 'any' (default)."),
-    seed: Optional[int] = typer.Option(None, help="Make the run reproducible."),
-    model: Optional[str] = typer.Option(None, help="Checkpoint folder or shipped name (default: tatum-small)."),
-    png: Optional[Path] = typer.Option(None, help="Also write a piano roll: original above, result below."),
-    force: bool = typer.Option(False, help="Replace existing output files."),
+    seed: Seed = None,
+    model: Model = None,
+    png: Png = None,
+    force: Force = False,
 ):
     """Re-play a piece as jazz (or another style), in the manner of a pianist.
 
@@ -238,20 +250,20 @@ def improvise_cmd(
 
 @app.command("harmonize")
 def harmonize_cmd(
-    inp: Path = typer.Argument(..., help="MIDI file with a melody (one line; chords are reduced to the top)."),
-    out_path: Path = typer.Option(..., "--out", "-o"),
-    style: str = typer.Option("jazz", help="Style of the harmony, or a mixture."),
-    artist: Optional[str] = typer.Option(None),
+    inp: Annotated[Path, typer.Argument(help="MIDI file with a melody (one line; chords are reduced to the top).")],
+    out_path: Out,
+    style: Style = "jazz",
+    artist: Artist = None,
     passes: int = typer.Option(5, help="Skyline passes."),
     chord_size: int = typer.Option(3, help="Notes forced under each melody note (the chord rule)."),
     polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5 to keep chords from getting too thick."),
-    temperature: float = typer.Option(1.0, help=_SAMPLING_HELP),
-    top_k: int = typer.Option(50),
-    guidance: float = typer.Option(0.0),
-    seed: Optional[int] = typer.Option(None),
-    model: Optional[str] = typer.Option(None),
-    png: Optional[Path] = typer.Option(None),
-    force: bool = typer.Option(False),
+    temperature: Temperature = 1.0,
+    top_k: TopK = 50,
+    guidance: Guidance = 0.0,
+    seed: Seed = None,
+    model: Model = None,
+    png: Png = None,
+    force: Force = False,
 ):
     """Put chords and accompaniment under a melody."""
     import warnings
@@ -271,19 +283,19 @@ def harmonize_cmd(
 
 @app.command("continue")
 def continue_cmd(
-    inp: Path = typer.Argument(..., help="MIDI file whose opening is the prompt."),
-    out_path: Path = typer.Option(..., "--out", "-o"),
+    inp: Annotated[Path, typer.Argument(help="MIDI file whose opening is the prompt.")],
+    out_path: Out,
     prompt_seconds: Optional[float] = typer.Option(None, help="Use the first N seconds as the prompt (default: all)."),
     seconds: float = typer.Option(15.0, help="Seconds of new music."),
-    style: str = typer.Option("jazz"),
-    artist: Optional[str] = typer.Option(None),
-    temperature: float = typer.Option(1.0, help=_SAMPLING_HELP),
-    top_k: int = typer.Option(50),
-    guidance: float = typer.Option(0.0),
-    seed: Optional[int] = typer.Option(None),
-    model: Optional[str] = typer.Option(None),
-    png: Optional[Path] = typer.Option(None),
-    force: bool = typer.Option(False),
+    style: Style = "jazz",
+    artist: Artist = None,
+    temperature: Temperature = 1.0,
+    top_k: TopK = 50,
+    guidance: Guidance = 0.0,
+    seed: Seed = None,
+    model: Model = None,
+    png: Png = None,
+    force: Force = False,
 ):
     """Continue a piece: the prompt, then new music in its key, harmony and density."""
     import math
@@ -299,19 +311,19 @@ def continue_cmd(
 
 @app.command("infill")
 def infill_cmd(
-    inp: Path = typer.Argument(..., help="MIDI file with a passage to replace."),
-    out_path: Path = typer.Option(..., "--out", "-o"),
+    inp: Annotated[Path, typer.Argument(help="MIDI file with a passage to replace.")],
+    out_path: Out,
     start: float = typer.Option(..., help="Start of the passage, seconds."),
     end: float = typer.Option(..., help="End of the passage, seconds."),
-    style: str = typer.Option("jazz"),
-    artist: Optional[str] = typer.Option(None),
-    temperature: float = typer.Option(1.0, help=_SAMPLING_HELP),
-    top_k: int = typer.Option(50),
-    guidance: float = typer.Option(0.0),
-    seed: Optional[int] = typer.Option(None),
-    model: Optional[str] = typer.Option(None),
-    png: Optional[Path] = typer.Option(None),
-    force: bool = typer.Option(False),
+    style: Style = "jazz",
+    artist: Artist = None,
+    temperature: Temperature = 1.0,
+    top_k: TopK = 50,
+    guidance: Guidance = 0.0,
+    seed: Seed = None,
+    model: Model = None,
+    png: Png = None,
+    force: Force = False,
 ):
     """Fill in a passage with new music that joins what comes before and after."""
     import math

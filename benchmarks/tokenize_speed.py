@@ -13,7 +13,7 @@ between the systems (ABBA order) so that the noise of a shared machine falls on 
 report gives the median pass. Notes/s uses tatum's note count for both systems. One process, one
 core: the figures are per-core throughput.
 
-    python benchmarks/tokenize.py [--data ../shared/data] [--files 200] [--repeats 3]
+    python benchmarks/tokenize_speed.py [--data ../shared/data] [--files 200] [--repeats 3]
                                   [--transcription midi|midi_kong]
 
 The last line printed is a JSON object with the results.
@@ -24,22 +24,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, and its name would then hide the
-# standard library's `tokenize` module from everything imported below (linecache, inspect, …).
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-_ROOT = _HERE.parent
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from importlib import metadata  # noqa: E402
+import argparse
+import csv
+import gc
+import json
+import platform
+import statistics
+import time
+from importlib import metadata
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRANSCRIPTIONS = {"midi": "midi", "midi_kong": "midi_kong"}
