@@ -3,11 +3,26 @@
 >>> from tatum import Notes, Tokenizer
 >>> notes = Notes.from_midi("song.mid")
 >>> ids = Tokenizer.default().encode(notes)
+>>> import tatum
+>>> jazz = tatum.improvise(notes, style="jazz", artist="Art Tatum", seed=1)   # needs a model
 """
 
 from tatum.errors import MidiError, TatumError
 from tatum.notes import Notes, TempoMap
 from tatum.tokenizer import Tokenizer
 
-__all__ = ["Notes", "TempoMap", "Tokenizer", "TatumError", "MidiError"]
+__all__ = ["Notes", "TempoMap", "Tokenizer", "TatumError", "MidiError", "load_model", "improvise",
+           "harmonize", "continue_", "infill"]
 __version__ = "0.1.0"
+
+# The model and generation pull in torch; import them only when asked for.
+_LAZY = {"load_model": "tatum.model.checkpoint", "improvise": "tatum.generate.tasks",
+         "harmonize": "tatum.generate.tasks", "continue_": "tatum.generate.tasks", "infill": "tatum.generate.tasks"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tatum' has no attribute {name!r}")
