@@ -61,7 +61,7 @@ class Grammar:
             self.pending = [self.pending[i] for i in rows.tolist()]
 
     def allowed(self) -> torch.Tensor:
-        allow = self.masks[self.state].clone()
+        allow = self.masks[self.state]  # indexing copies
         on = allow[:, tk.ONSET0:tk.DUR0]
         on &= self.onset_steps[None, :] >= self.last_onset[:, None]
         if self.melody is not None:
@@ -124,15 +124,12 @@ def pick(logits: torch.Tensor, allowed: torch.Tensor, s: Sampling, gen: torch.Ge
     logits = logits.float().masked_fill(~allowed, float("-inf"))
     if s.temperature <= 0:
         return logits.argmax(dim=-1)
-    logits = logits / s.temperature
-    if s.top_k and s.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, s.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+    # Softmax and draw over the k best only: two passes over the whole vocabulary saved per token.
+    k = s.top_k if 0 < s.top_k < logits.shape[-1] else logits.shape[-1]
+    values, index = torch.topk(logits, k, dim=-1)  # sorted, best first
+    values = values / s.temperature
     if s.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop = cum - torch.softmax(sorted_logits, dim=-1) >= s.top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+        probs = torch.softmax(values, dim=-1)
+        values = values.masked_fill(probs.cumsum(dim=-1) - probs >= s.top_p, float("-inf"))
+    choice = torch.multinomial(torch.softmax(values, dim=-1), 1, generator=gen)
+    return index.gather(-1, choice).squeeze(-1)

@@ -106,7 +106,7 @@ class DecodeCache:
     self_v: list[torch.Tensor]
     cross_k: list[torch.Tensor]
     cross_v: list[torch.Tensor]
-    mem_mask: torch.Tensor
+    mem_mask: torch.Tensor | None
     pos: int = 0
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
@@ -122,7 +122,7 @@ class DecodeCache:
         """Keep only some batch rows (finished rows drop out of a batched decode)."""
         pick = lambda ts: [t[rows] for t in ts]  # noqa: E731
         return DecodeCache(pick(self.self_k), pick(self.self_v), pick(self.cross_k), pick(self.cross_v),
-                           self.mem_mask[rows], self.pos)
+                           None if self.mem_mask is None else self.mem_mask[rows], self.pos)
 
 
 class Seq2Seq(nn.Module):
@@ -193,8 +193,9 @@ class Seq2Seq(nn.Module):
         L = min(max_len or self.cfg.max_dec_len, self.cfg.max_dec_len)
         kv = [blk.cross.memory_kv(memory) for blk in self.decoder]
         new = lambda: torch.empty(B, H, L, hd, dtype=memory.dtype, device=memory.device)  # noqa: E731
+        # Without padding in the batch, cross-attention needs no mask (SDPA's faster path).
         return DecodeCache([new() for _ in self.decoder], [new() for _ in self.decoder],
-                           [k for k, _ in kv], [v for _, v in kv], mask)
+                           [k for k, _ in kv], [v for _, v in kv], None if bool(mask.all()) else mask)
 
     def decode_step(self, tokens: torch.Tensor, cache: DecodeCache) -> torch.Tensor:
         """Feed new decoder tokens [B, T] (T ≥ 1) after those already in `cache`; returns the logits
