@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh Debian/Ubuntu machine:
-#   make demo   runs the main job on the shipped default model (until it exists: prepares the data)
+#   make demo   runs the main job on the shipped default model: a classical piece re-played as jazz
 #   make test   runs the test suite
 # Both create .venv and install what they need (apt packages where missing, then pip).
 
@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= ../shared/data
 OUT    ?= out
 
-.PHONY: demo test venv system clean bench
+.PHONY: demo test venv shards clean bench
 
 $(VENV)/.installed: pyproject.toml
 	@scripts/install-system.sh
@@ -24,8 +24,17 @@ venv: $(VENV)/.installed
 test: venv
 	$(PY) -m pytest
 
+# Dvořák's Humoresque (a 1920s reproducing-piano roll from pianolatron's val split, unseen in training),
+# re-played as jazz in the manner of Art Tatum, who made it one of his showpieces.
+DEMO_IN ?= $(DATA)/pianolatron/midi/exp/xy699sy1462_exp.mid
+
 demo: venv
-	@test -d $(DATA) || { echo "make demo: no data folder at $(DATA) (set DATA=...)"; exit 2; }
+	@test -f $(DEMO_IN) || { echo "make demo: $(DEMO_IN) not found (set DATA=... or DEMO_IN=...)"; exit 2; }
+	$(VENV)/bin/tatum improvise $(DEMO_IN) -o $(OUT)/humoresque-tatum.mid --first 60 --style jazz \
+		--artist "Art Tatum" --seed 1 --png $(OUT)/humoresque-tatum.png --force
+	@echo "wrote $(OUT)/humoresque-tatum.mid and $(OUT)/humoresque-tatum.png"
+
+shards: venv
 	$(VENV)/bin/tatum data prepare $(DATA)/pijama $(DATA)/pop909 $(DATA)/pianolatron -o $(OUT)/shards
 	$(VENV)/bin/tatum data stats $(OUT)/shards
 

@@ -220,6 +220,7 @@ def improvise_cmd(
     rate: Optional[float] = typer.Option(None, help="Share of windows rewritten per pass (overrides the plan)."),
     context: int = typer.Option(5, help="Windows of context on each side."),
     keep_first: float = typer.Option(10.0, "--keep-first", help="Seconds at the start left untouched."),
+    first: Optional[float] = typer.Option(None, help="Use only the first N seconds of the input."),
     preserve_structure: float = typer.Option(0.05, help="Share of windows at section boundaries kept as is."),
     temperature: Temperature = 1.0,
     top_k: TopK = 50,
@@ -240,6 +241,8 @@ def improvise_cmd(
 
     steps = _plan(plan, rate, passes, corruption)
     with _Run(inp, out_path, force, png, len(steps), "improvising") as run:
+        if first is not None:
+            run.notes = run.notes.slice(0, first * 1000, clip=True)
         result = improvise(run.notes, _style_arg(style), _style_arg(artist), plan, rate=rate, passes=passes,
                            corruption=corruption, context=(context, context), keep_first_s=keep_first,
                            preserve_structure=preserve_structure, temperature=temperature, top_k=top_k,
