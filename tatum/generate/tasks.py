@@ -218,7 +218,7 @@ def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, style
     origin = start - tk.SEGMENT_MS * math.ceil(max(0, start - notes.start_ms) / tk.SEGMENT_MS)
     keep_before = notes.slice(-10**9, start, clip=False)
     keep_after = notes.slice(end, 10**12)
-    piece = Piece.from_notes(Notes.merge([keep_before, keep_after]) if len(keep_after) else keep_before, origin)
+    piece = Piece.from_notes(Notes.merge([keep_before, keep_after]), origin)
     g0 = (start - origin) // tk.SEGMENT_MS
     g1 = math.ceil((end - origin) / tk.SEGMENT_MS)
     while len(piece.windows) < g1:
@@ -234,6 +234,6 @@ def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, style
     out = piece.notes()
     new = out.select((out.onset_ms >= start) & (out.onset_ms < end))
     new.dur_ms = np.minimum(new.dur_ms, np.maximum(1, end + 2000 - new.onset_ms)).astype(np.int32)
-    return Notes.merge([keep_before, new, keep_after]) if len(keep_after) else Notes.merge([keep_before, new])
+    return Notes.merge([keep_before, new, keep_after])
 
 
