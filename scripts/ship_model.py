@@ -1,6 +1,8 @@
 """Copy a trained checkpoint into models/ as a shipped model: fp16 weights, a fresh model card.
 
-    .venv/bin/python scripts/ship_model.py /work/train/small/best models/tatum-small
+    .venv/bin/python scripts/ship_model.py /work/train/small/best models/tatum-small ["status note"]
+
+The optional note goes into the model card under "Status".
 """
 
 from __future__ import annotations
@@ -14,15 +16,20 @@ import torch
 from tatum.model.checkpoint import load_model, save_checkpoint
 
 
-def main(src: str, dst: str) -> None:
+def main(src: str, dst: str, note: str = "") -> None:
+    from tatum.model.card import model_card
+
     model, tok = load_model(src)
-    training = json.loads((Path(src) / "config.json").read_text()).get("training", {})
-    save_checkpoint(model, tok, dst, training=training, dtype=torch.float16)
+    config = json.loads((Path(src) / "config.json").read_text())
+    training = config.get("training", {})
+    config["n_params"] = model.n_params()
+    card = model_card(Path(dst).name, config) + (f"\n## Status\n\n{note}\n" if note else "")
+    save_checkpoint(model, tok, dst, training=training, dtype=torch.float16, card=card)
     size = sum(p.stat().st_size for p in Path(dst).iterdir()) / 1e6
     print(f"{dst}: {model.n_params() / 1e6:.1f} M parameters, {size:.1f} MB")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

@@ -53,6 +53,8 @@ def save_checkpoint(model: Seq2Seq, tokenizer: Tokenizer, folder: str | os.PathL
             card = model_card(folder.name, config)
         (tmp / "MODEL_CARD.md").write_text(card)
         os.chmod(tmp, 0o755)
+        for p in tmp.iterdir():
+            os.chmod(p, 0o644)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
