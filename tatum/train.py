@@ -323,6 +323,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         val = validation_set(shards, ex_cfg, tok, cfg.val_per_corruption, pieces=val_pieces)
         baseline = info.get("unigram") if info and info.get("unigram") else unigram_baseline(train_ds, val, tok.vocab_size)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg) | {"model": mcfg.to_dict()}, indent=1))
+    if rank == 0 and info and (out / "log.jsonl").exists():
+        # Lines logged after the saved state belong to steps that are about to run again.
+        lines = (out / "log.jsonl").read_text().splitlines()
+        write_atomic(out / "log.jsonl", "".join(l + "\n" for l in lines if json.loads(l)["step"] <= start))
     log = open(out / "log.jsonl", "a") if rank == 0 else None
 
     loader = torch.utils.data.DataLoader(_StepData(train_ds, cfg, rank, world, start), batch_size=None,

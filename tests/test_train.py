@@ -223,6 +223,9 @@ def test_resume_after_kill_9_continues_exactly(shards, tmp_path):
         assert lines[step]["loss"] == pytest.approx(ref_lines[step]["loss"], abs=1e-5, rel=0), step
         assert lines[step]["lr"] == ref_lines[step]["lr"]
     assert lines[12]["tokens_seen"] == ref_lines[12]["tokens_seen"]
+    # The resumed run rewrote the lines logged after its saved state: each step appears once.
+    steps = [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines() if "val" not in x]
+    assert steps == sorted(set(steps))
     assert same_weights(weights(out / "checkpoint"), weights(ref_out / "checkpoint"))
     # The optimizer state too (the saved RNG state differs: see test_resume_with_dropout_continues_exactly).
     optim = [{k: v for k, v in load_file(str(o / "state" / "step-0000012.optim.safetensors")).items()
