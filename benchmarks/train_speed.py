@@ -30,7 +30,6 @@ The last line printed is a JSON object with the results.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import argparse
 import gc

@@ -147,9 +147,6 @@ class ExampleDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         return self.example(int(i))
 
-    def genre_of(self, i: int) -> str | None:
-        return self.pieces[self.piece_idx[i]].genre
-
     def example(self, i: int, corruption: str | None = None, rng: np.random.Generator | None = None) -> dict:
         cfg = self.config
         rng = rng or np.random.default_rng([self.seed, self.epoch, i])

@@ -74,16 +74,7 @@ class ShardSet:
 
     def __init__(self, root: str | os.PathLike, verify: bool = True):
         self.root = Path(root)
-        index_path = self.root / "index.json"
-        if not index_path.exists():
-            raise TatumError("not a shard folder (no index.json; make one with `tatum data prepare`)", root)
-        try:
-            index = json.loads(index_path.read_text())
-        except ValueError as e:
-            raise TatumError(f"index.json is corrupt ({e})", index_path) from None
-        if index.get("index_version") != INDEX_VERSION:
-            raise TatumError(f"index version {index.get('index_version')} not supported", index_path)
-        self.index = index
+        self.index = index = load_index(self.root, missing_ok=False)
         self.tokenizer = Tokenizer.load(self.root / "vocab.json")
         self.shard_info: dict[str, dict] = index["shards"]
         self.pieces = [Piece(p, p["shard"], p["seg_start"], p["n_segments"]) for p in index["pieces"]]
@@ -127,16 +118,20 @@ class ShardSet:
         return [p for p in self.pieces if p.split == name]
 
 
-def load_index(root: Path) -> dict:
+def load_index(root: Path, missing_ok: bool = True) -> dict:
+    """A shard folder's index; an empty one for a folder not prepared yet when `missing_ok`."""
     path = root / "index.json"
     if not path.exists():
-        return {"index_version": INDEX_VERSION, "shards": {}, "pieces": []}
+        if missing_ok:
+            return {"index_version": INDEX_VERSION, "shards": {}, "pieces": []}
+        raise TatumError("not a shard folder (no index.json; make one with `tatum data prepare`)", root)
     try:
         index = json.loads(path.read_text())
     except ValueError as e:
-        raise TatumError(f"index.json is corrupt ({e}); remove the folder or use --force", path) from None
+        raise TatumError(f"index.json is corrupt ({e}); rebuild it with `tatum data prepare --force`", path) from None
     if index.get("index_version") != INDEX_VERSION:
-        raise TatumError("index of another version; use --force to rebuild", path)
+        raise TatumError(f"index version {index.get('index_version')} is not supported; rebuild it with "
+                         "`tatum data prepare --force`", path)
     return index
 
 

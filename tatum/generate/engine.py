@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import torch
-
 from tatum import tokenizer as tk
 from tatum.corruption import corrupt, skyline_notes
 from tatum.data.examples import build_encoder_input, join_windows
@@ -201,8 +199,3 @@ def parse_plan(spec: str) -> list[Pass]:
     if not passes:
         raise TatumError(f"empty plan {spec!r}; known plans: {', '.join(PLANS)}")
     return passes
-
-
-def set_threads(n: int | None) -> None:
-    if n:
-        torch.set_num_threads(n)
