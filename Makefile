@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ".[test,bench,audio]"
+	$(PY) -m pip install -q --no-deps basic-pitch==0.4.0
 	touch $@
 
 venv: $(VENV)/.installed
@@ -31,8 +32,8 @@ DEMO_IN ?= $(DATA)/pianolatron/midi/exp/xy699sy1462_exp.mid
 demo: venv
 	@test -f $(DEMO_IN) || { echo "make demo: $(DEMO_IN) not found (set DATA=... or DEMO_IN=...)"; exit 2; }
 	$(VENV)/bin/tatum improvise $(DEMO_IN) -o $(OUT)/humoresque-tatum.mid --first 60 --style jazz \
-		--artist "Art Tatum" --seed 1 --png $(OUT)/humoresque-tatum.png --force
-	@echo "wrote $(OUT)/humoresque-tatum.mid and $(OUT)/humoresque-tatum.png"
+		--artist "Art Tatum" --seed 1 --png $(OUT)/humoresque-tatum.png --wav $(OUT)/humoresque-tatum.wav --force
+	@echo "wrote $(OUT)/humoresque-tatum.mid, .png and .wav"
 
 shards: venv
 	$(VENV)/bin/tatum data prepare $(DATA)/pijama $(DATA)/pop909 $(DATA)/pianolatron -o $(OUT)/shards

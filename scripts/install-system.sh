@@ -5,6 +5,9 @@ need=""
 python3 -c "import venv, ensurepip" 2>/dev/null || need="$need python3-venv python3-pip"
 python3 -c "import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')) else 1)" 2>/dev/null || need="$need python3-dev"
 command -v gcc >/dev/null 2>&1 || need="$need build-essential"
+# audio: FluidSynth's library for pyfluidsynth and a General MIDI piano (FluidR3)
+ldconfig -p 2>/dev/null | grep -q "libfluidsynth\.so" || need="$need libfluidsynth3"
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need="$need fluid-soundfont-gm"
 [ -z "$need" ] && exit 0
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -153,12 +153,18 @@ def _controls(value: str | None) -> int | str | None:
 class _Run:
     """Input checks, a progress bar over passes, and the outputs every generation verb writes."""
 
-    def __init__(self, inp: Path, out_path: Path, force: bool, png: Optional[Path], total: int, label: str):
+    def __init__(self, inp: Path, out_path: Path, force: bool, png: Optional[Path], total: int, label: str,
+                 wav: Optional[Path] = None):
         from tatum.io import check_writable
         from tatum.notes import Notes
 
         self.out = check_writable(out_path, force)
         self.png = check_writable(png, force) if png else None
+        self.wav = check_writable(wav, force) if wav else None
+        if self.wav:
+            from tatum.audio.render import find_soundfont
+
+            find_soundfont()  # say so before the generation, not after it
         if self.out.resolve() == Path(inp).resolve():
             raise TatumError("output would replace the input; choose another -o", out_path)
         self.notes = Notes.from_midi(inp)
@@ -188,6 +194,11 @@ class _Run:
 
             piano_roll(self.png, result, before if before is not None else self.notes)
             msg += f", {self.png}"
+        if self.wav:
+            from tatum.audio.render import write_wav
+
+            write_wav(self.wav, result)
+            msg += f", {self.wav}"
         console.print(msg, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -204,6 +215,7 @@ Guidance = Annotated[float, typer.Option(help="Classifier-free guidance weight t
 Seed = Annotated[Optional[int], typer.Option(help="Make the run reproducible.")]
 Model = Annotated[Optional[str], typer.Option(help="Checkpoint folder or shipped name (default: tatum-small).")]
 Png = Annotated[Optional[Path], typer.Option(help="Also write a piano roll: original above, result below.")]
+Wav = Annotated[Optional[Path], typer.Option(help="Also render the result to a WAV (48 kHz stereo, FluidSynth).")]
 Force = Annotated[bool, typer.Option(help="Replace existing output files.")]
 
 
@@ -231,6 +243,7 @@ def improvise_cmd(
     seed: Seed = None,
     model: Model = None,
     png: Png = None,
+    wav: Wav = None,
     force: Force = False,
 ):
     """Re-play a piece as jazz (or another style), in the manner of a pianist.
@@ -240,7 +253,7 @@ def improvise_cmd(
     from tatum.generate.tasks import _plan, improvise
 
     steps = _plan(plan, rate, passes, corruption)
-    with _Run(inp, out_path, force, png, len(steps), "improvising") as run:
+    with _Run(inp, out_path, force, png, len(steps), "improvising", wav) as run:
         if first is not None:
             run.notes = run.notes.slice(0, first * 1000, clip=True)
         result = improvise(run.notes, _style_arg(style), _style_arg(artist), plan, rate=rate, passes=passes,
@@ -266,6 +279,7 @@ def harmonize_cmd(
     seed: Seed = None,
     model: Model = None,
     png: Png = None,
+    wav: Wav = None,
     force: Force = False,
 ):
     """Put chords and accompaniment under a melody."""
@@ -273,7 +287,7 @@ def harmonize_cmd(
 
     from tatum.generate.tasks import harmonize
 
-    with _Run(inp, out_path, force, png, passes, "harmonizing") as run:
+    with _Run(inp, out_path, force, png, passes, "harmonizing", wav) as run:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = harmonize(run.notes, _style_arg(style), _style_arg(artist), passes=passes,
@@ -298,6 +312,7 @@ def continue_cmd(
     seed: Seed = None,
     model: Model = None,
     png: Png = None,
+    wav: Wav = None,
     force: Force = False,
 ):
     """Continue a piece: the prompt, then new music in its key, harmony and density."""
@@ -305,7 +320,7 @@ def continue_cmd(
 
     from tatum.generate.tasks import continue_
 
-    with _Run(inp, out_path, force, png, math.ceil(seconds / 5), "continuing") as run:
+    with _Run(inp, out_path, force, png, math.ceil(seconds / 5), "continuing", wav) as run:
         result = continue_(run.notes, seconds, _style_arg(style), _style_arg(artist), prompt_seconds=prompt_seconds,
                            temperature=temperature, top_k=top_k, guidance=guidance, seed=seed, model=model,
                            on_pass=run.on_pass)
@@ -326,6 +341,7 @@ def infill_cmd(
     seed: Seed = None,
     model: Model = None,
     png: Png = None,
+    wav: Wav = None,
     force: Force = False,
 ):
     """Fill in a passage with new music that joins what comes before and after."""
@@ -333,10 +349,131 @@ def infill_cmd(
 
     from tatum.generate.tasks import infill
 
-    with _Run(inp, out_path, force, png, max(1, math.ceil((end - start) / 5)), "infilling") as run:
+    with _Run(inp, out_path, force, png, max(1, math.ceil((end - start) / 5)), "infilling", wav) as run:
         result = infill(run.notes, start, end, _style_arg(style), _style_arg(artist), temperature=temperature,
                         top_k=top_k, guidance=guidance, seed=seed, model=model, on_pass=run.on_pass)
     run.write(result)
+
+
+# ----------------------------------------------------------------------- audio
+@app.command("render")
+def render_cmd(
+    inp: Annotated[Path, typer.Argument(help="MIDI file to play.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="WAV file to write (48 kHz, 16-bit stereo).")],
+    soundfont: Optional[Path] = typer.Option(None, help="SF2/SF3 soundfont (default: $TATUM_SOUNDFONT or the "
+                                             "system's General MIDI one, e.g. fluid-soundfont-gm)."),
+    sample_rate: int = typer.Option(48_000, help="Sample rate in Hz."),
+    force: Force = False,
+):
+    """Play a MIDI file on a piano through FluidSynth into a WAV, sustain pedal included.
+
+    Example: tatum render song-jazz.mid -o song-jazz.wav
+    """
+    from tatum.audio.render import find_soundfont, read_midi_for_render, write_wav
+    from tatum.io import check_writable
+
+    check_writable(out_path, force)
+    if sample_rate < 8000 or sample_rate > 192_000:
+        raise TatumError(f"sample rate {sample_rate} Hz is outside 8000–192000")
+    sf = find_soundfont(soundfont)
+    notes, pedal = read_midi_for_render(inp)
+    total = notes.end_ms / 1000.0
+    with _progress() as progress:
+        task = progress.add_task("rendering", total=round(total))
+        seconds = write_wav(out_path, notes, sf, sample_rate, pedal,
+                            on_progress=lambda s: progress.update(task, completed=min(round(s), round(total))))
+    console.print(f"{seconds:.1f} s of audio → {out_path}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("transcribe")
+def transcribe_cmd(
+    inp: Annotated[Path, typer.Argument(help="Piano recording: wav, flac, mp3, ogg or aiff.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="MIDI file to write.")],
+    onset_threshold: float = typer.Option(0.6, help="How sure the model must be of an onset (0–1): higher "
+                                          "gives fewer, surer notes."),
+    frame_threshold: float = typer.Option(0.3, help="How long a note is held (0–1): lower holds notes longer."),
+    min_note_ms: float = typer.Option(50.0, help="Drop notes shorter than this."),
+    png: Png = None,
+    force: Force = False,
+):
+    """Turn a piano recording into MIDI (basic-pitch, ONNX), with velocities, in the piano range.
+
+    Long files are read in one-minute chunks, so memory stays bounded. Example:
+    tatum transcribe idea.wav -o idea.mid
+    """
+    from tatum.audio.transcribe import transcribe
+    from tatum.io import check_writable
+
+    check_writable(out_path, force)
+    if png:
+        check_writable(png, force)
+    with _progress() as progress:
+        task = progress.add_task("transcribing", total=None)
+
+        def on_progress(done: float, total: float) -> None:
+            progress.update(task, completed=round(done), total=round(total))
+
+        notes = transcribe(inp, onset_threshold, frame_threshold, min_note_ms, on_progress=on_progress)
+    notes.to_midi(out_path)
+    msg = f"{len(notes)} notes, {notes.duration_s:.1f} s → {out_path}"
+    if png:
+        from tatum.plot import piano_roll
+
+        piano_roll(png, notes, titles=("", "transcription"))
+        msg += f", {png}"
+    console.print(msg, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("pipeline")
+def pipeline_cmd(
+    inp: Annotated[Optional[Path], typer.Argument(help="Audio (wav, flac, mp3, ogg) or MIDI with the idea.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for transcription.mid, "
+                                          "improvisation.mid, improvisation.wav and before-after.png.")] = ...,
+    style: Style = "jazz",
+    artist: Artist = None,
+    plan: str = typer.Option("improvnet", help="Passes, as for `tatum improvise`."),
+    first: Optional[float] = typer.Option(None, help="Use only the first N seconds of the idea."),
+    from_prompt: Optional[str] = typer.Option(None, "--from-prompt", help="Make the starting audio from this "
+                                              "text with Magenta RealTime (needs magenta_rt and its weights)."),
+    prompt_seconds: float = typer.Option(20.0, help="Seconds of audio to make with --from-prompt."),
+    temperature: Temperature = 1.0,
+    top_k: TopK = 50,
+    guidance: Guidance = 0.0,
+    seed: Seed = None,
+    model: Model = None,
+    soundfont: Optional[Path] = typer.Option(None, help="Soundfont for the WAV (default: the system's GM one)."),
+    force: Force = False,
+):
+    """Audio idea → transcription → improvisation in a style → WAV and MIDI for the DAW.
+
+    Example: tatum pipeline memo.wav --artist "Art Tatum" -o memo-tatum/
+    """
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from tatum.audio.pipeline import pipeline
+
+    labels = {"prompt": "making audio (Magenta RT)", "transcribe": "transcribing (s)",
+              "improvise": "improvising (passes)", "render": "rendering (s)", "plot": "piano roll"}
+    progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), TaskProgressColumn(),
+                        TimeElapsedColumn(), console=console)
+    tasks: dict[str, int] = {}
+
+    def on_stage(name: str, done: float, total: float) -> None:
+        if not tasks:
+            progress.start()
+        if name not in tasks:
+            tasks[name] = progress.add_task(labels[name], total=max(total, 1e-9))
+        progress.update(tasks[name], completed=done, total=max(total, 1e-9))
+
+    try:
+        res = pipeline(inp, out_dir, _style_arg(style), _style_arg(artist), from_prompt=from_prompt,
+                       prompt_seconds=prompt_seconds, first_s=first, plan=plan, seed=seed, force=force,
+                       soundfont=soundfont, on_stage=on_stage, temperature=temperature, top_k=top_k,
+                       guidance=guidance, model=model)
+    finally:
+        progress.stop()
+    for key, path in res.files.items():
+        console.print(f"{key:>14}: {path}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("train")
