@@ -58,6 +58,7 @@ class TrainConfig:
     log_every: int = 10
     chunks: int = 4                    # length-sorted pieces of each micro-batch (less padding)
     extra: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)   # overrides of the preset, e.g. {"enc_positions": "anchored"}
 
 
 # ------------------------------------------------------------------- distributed
@@ -284,7 +285,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                     m.p = cfg.dropout
     else:
         tok = shards.tokenizer
-        overrides = {} if cfg.dropout is None else {"dropout": cfg.dropout}
+        overrides = dict(cfg.model) | ({} if cfg.dropout is None else {"dropout": cfg.dropout})
         model = Seq2Seq(preset(cfg.preset, tok.vocab_size, **overrides))
     mcfg = model.cfg
     ex_cfg = ExampleConfig(max_enc_len=mcfg.max_enc_len, max_dec_len=mcfg.max_dec_len, context=tuple(cfg.context))

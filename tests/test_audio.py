@@ -150,6 +150,36 @@ def test_chunked_reading_loses_and_doubles_nothing_at_chunk_borders(chorale_wav,
     assert abs(len(chunked) - len(whole)) <= 0.03 * len(whole)
 
 
+def _tones_wav(path: Path, minutes: float, sr: int = 48_000) -> None:
+    """One decaying tone a second, climbing through two octaves, written a second at a time."""
+    t = np.arange(sr) / sr
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=2, subtype="PCM_16") as f:
+        for s in range(int(60 * minutes)):
+            tone = 0.3 * np.exp(-4 * t) * np.sin(2 * np.pi * 440 * 2 ** ((s % 24 - 12) / 12) * t)
+            f.write(np.stack([tone, tone], 1).astype(np.float32))
+
+
+def test_a_long_recording_is_transcribed_in_bounded_memory(chorale_wav, tmp_path):
+    """Peak memory does not grow with the recording's length: 6 minutes of 48 kHz stereo (138 MB as
+    float32) take no more than 2 minutes do."""
+    import tracemalloc
+
+    tr.transcribe(chorale_wav[0])  # imports and the ONNX session are not part of the measure
+    peaks, found = [], []
+    for minutes in (2, 6):
+        _tones_wav(tmp_path / f"{minutes}.wav", minutes)
+        tracemalloc.start()
+        try:
+            notes = tr.transcribe(tmp_path / f"{minutes}.wav")
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        found.append(notes)
+    assert peaks[1] < 1.15 * peaks[0] and peaks[1] < 60e6, [f"{p / 1e6:.0f} MB" for p in peaks]
+    a4 = found[1].onset_ms[found[1].pitch == 69]  # A4 sounds every 24 s from second 12, in every chunk
+    assert len(a4) == 15 and np.all(np.abs(a4 - (12_000 + 24_000 * np.arange(15))) < 60)
+
+
 @pytest.mark.parametrize("fmt", ["flac", "ogg", "mp3"])
 def test_compressed_formats_transcribe_like_the_wav(chorale_wav, tmp_path, fmt):
     path, ref = chorale_wav

@@ -127,6 +127,35 @@ def _first_block_input(model: Seq2Seq, enc, mixes=None) -> torch.Tensor:
 
 
 @torch.no_grad()
+def test_anchored_positions_place_the_target_alike_whatever_the_left_context(tok):
+    from tatum import tokenizer as tk
+    from tatum.data.examples import build_encoder_input
+
+    torch.manual_seed(0)
+    m = Seq2Seq(preset("tiny", tok.vocab_size, enc_positions="anchored", dropout=0.0)).eval()
+    assert m.enc_pos.num_embeddings == 2 * m.cfg.max_enc_len
+    style = (tok.genre_id("jazz"), tok.null_style, tok.density_id(None), tok.polyphony_id(None))
+    note = lambda o, p: [tk.ONSET0 + o, tk.DUR0 + 10, tk.PV0 + 8 * (p - 21) + 4]  # noqa: E731
+    target = torch.tensor(note(0, 60) + note(50, 64), dtype=torch.long).numpy()
+    rows = [build_encoder_input(tok, style, [torch.tensor(note(0, 40) * k).numpy()], "whole_mask", target, [],
+                                m.cfg.max_enc_len) for k in (1, 5)]
+    pos = [m.enc_positions(torch.tensor(r)[None])[0] for r in rows]
+    starts = [int((torch.tensor(r) == tk.SEP).int().argmax()) for r in rows]
+    assert starts[0] != starts[1]
+    assert all(p[:4].tolist() == [0, 1, 2, 3] for p in pos), "style positions stay fixed"
+    same = [p[s:s + 2 + len(target)].tolist() for p, s in zip(pos, starts)]
+    assert same[0] == same[1] == list(range(m.cfg.max_enc_len, m.cfg.max_enc_len + 2 + len(target)))
+    # a full forward and incremental decoding agree as with absolute positions
+    enc = torch.tensor(rows[1])[None]
+    dec_in = torch.tensor([[tk.BOS, *target[:5].tolist()]])
+    full = m(enc, dec_in)
+    memory, mask = m.encode(enc)
+    cache = m.start(memory, mask)
+    for t in range(dec_in.shape[1]):
+        torch.testing.assert_close(m.decode_step(dec_in[:, t:t + 1], cache), full[:, t], atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
 def test_one_hot_mixture_equals_the_token(model, tok, batch):
     enc, _ = batch
     jazz, classical = tok.id("genre:jazz"), tok.id("genre:classical")

@@ -114,6 +114,17 @@ def _infer(audio: np.ndarray) -> dict:
     return {k: inference.unwrap_output(np.concatenate(v), len(audio), n_overlap) for k, v in outs.items()}
 
 
+def _read_mono(f, lo: int, hi: int, step: int = 1 << 18) -> np.ndarray:
+    """Frames [lo, hi) of an open file mixed to mono, read a few seconds at a time (a stereo float
+    copy of a whole chunk would double its memory)."""
+    out = np.empty(hi - lo, np.float32)
+    f.seek(lo)
+    for i in range(0, hi - lo, step):
+        block = f.read(min(step, hi - lo - i), dtype="float32", always_2d=True)
+        out[i:i + len(block)] = block.mean(axis=1)
+    return out
+
+
 def transcribe(path: str | os.PathLike, onset_threshold: float = 0.6, frame_threshold: float = 0.3,
                min_note_ms: float = 50.0, end_s: float | None = None,
                on_progress: Callable[[float, float], None] | None = None) -> Notes:
@@ -137,9 +148,7 @@ def transcribe(path: str | os.PathLike, onset_threshold: float = 0.6, frame_thre
         margin = int(MARGIN_S * sr)
         for start in range(0, total, core):
             lo = max(0, start - margin)
-            f.seek(lo)
-            block = f.read(min(total, start + core + margin) - lo, dtype="float32", always_2d=True)
-            mono = block.mean(axis=1)
+            mono = _read_mono(f, lo, min(total, start + core + margin))
             if sr != sr_model:
                 mono = librosa.resample(mono, orig_sr=sr, target_sr=sr_model, res_type="soxr_hq")
             out = _infer(mono)

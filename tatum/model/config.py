@@ -19,6 +19,10 @@ class ModelConfig:
     max_dec_len: int = 512
     dropout: float = 0.1
     n_style: int = 4          # leading encoder positions: genre, artist, density, polyphony
+    # "absolute": encoder position i is embedding i. "anchored": positions count from the SEP that opens
+    # the target, so the corrupted target sits at the same positions whatever the left context's
+    # length, and the decoder's j-th token lines up with a fixed encoder position (copying is easy).
+    enc_positions: str = "absolute"
 
     def to_dict(self) -> dict:
         return asdict(self)

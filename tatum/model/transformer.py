@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tatum.model.config import ModelConfig
+from tatum.tokenizer import SEP
 
 
 class SelfAttention(nn.Module):
@@ -132,7 +133,10 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.enc_pos = nn.Embedding(cfg.max_enc_len, cfg.d_model)
+        if cfg.enc_positions not in ("absolute", "anchored"):
+            raise ValueError(f"enc_positions must be absolute or anchored, not {cfg.enc_positions!r}")
+        n_enc_pos = cfg.max_enc_len * (2 if cfg.enc_positions == "anchored" else 1)
+        self.enc_pos = nn.Embedding(n_enc_pos, cfg.d_model)
         self.dec_pos = nn.Embedding(cfg.max_dec_len, cfg.d_model)
         self.encoder = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.enc_layers))
         self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.dec_layers))
@@ -170,11 +174,25 @@ class Seq2Seq(nn.Module):
             x = x.clone()
             for pos, ids, w in mixes:
                 x[:, pos] = w.to(x.dtype) @ self.tok_emb(ids)
-        x = self.drop(x + self.enc_pos(torch.arange(S, device=enc.device)))
+        x = self.drop(x + self.enc_pos(self.enc_positions(enc)))
         mask = (enc != 0)[:, None, None, :]
         for block in self.encoder:
             x = block(x, mask)
         return self.enc_ln(x), mask
+
+    def enc_positions(self, enc: torch.Tensor) -> torch.Tensor:
+        """Position ids [S] (absolute) or [B, S] (anchored at each row's first SEP; the style
+        positions keep ids 0..n_style-1)."""
+        B, S = enc.shape
+        ar = torch.arange(S, device=enc.device)
+        if self.cfg.enc_positions == "absolute":
+            return ar
+        is_sep = enc == SEP
+        anchor = torch.where(is_sep.any(1), is_sep.int().argmax(1), torch.zeros_like(ar[:1]).expand(B))
+        pos = ar[None, :] - anchor[:, None] + self.cfg.max_enc_len
+        n = self.cfg.n_style
+        pos[:, :n] = ar[:n]
+        return pos.clamp(0, 2 * self.cfg.max_enc_len - 1)
 
     # ------------------------------------------------------------- decoder
     def forward(self, enc: torch.Tensor, dec_in: torch.Tensor, mixes=None) -> torch.Tensor:
