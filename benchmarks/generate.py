@@ -5,8 +5,7 @@ For each preset both models are built with random weights, in eval mode, vocabul
 
     ours:     tatum.model.transformer.Seq2Seq(preset(name, 1763)), driven through its incremental
               API exactly as `tatum.generate.decode.decode_rows` drives it:
-                  memory, mask = model.encode(enc)
-                  cache = model.start(memory, mask, max_len=N + 1)
+                  cache = model.start(*model.encode(enc), max_len=N + 1)
                   N × (model.decode_step(tokens, cache) → Grammar.allowed() → pick(top-k 50, T 1)
                        → Grammar.advance → collect the tokens on the host)
               EOS is masked out of every row that has another option, so every row emits exactly N
@@ -123,8 +122,7 @@ class Ours:
     @torch.no_grad()
     def run(self, enc: torch.Tensor, n: int) -> int:
         model, rows = self.model, enc.shape[0]
-        memory, mask = model.encode(enc)
-        cache = model.start(memory, mask, max_len=n + 1)
+        cache = model.start(*model.encode(enc), max_len=n + 1)
         grammar = Grammar(rows, model.cfg.vocab_size, enc.device)
         out = [[] for _ in range(rows)]
         tokens = torch.full((rows, 1), BOS, dtype=torch.long, device=enc.device)

@@ -476,6 +476,28 @@ def pipeline_cmd(
         console.print(f"{key:>14}: {path}", highlight=False, markup=False, soft_wrap=True)
 
 
+def _model_settings(items: list[str]) -> dict:
+    """["d_model=384", "cross_bias=none"] → {"d_model": 384, "cross_bias": "none"}, checked against
+    ModelConfig's fields and their types."""
+    from dataclasses import fields
+
+    from tatum.model.config import ModelConfig
+
+    known = {f.name: f.type for f in fields(ModelConfig)}
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or key not in known or key == "vocab_size":
+            raise TatumError(f"--set {item!r}: write name=value with name one of "
+                             f"{', '.join(k for k in known if k != 'vocab_size')}")
+        kind = {"int": int, "float": float, "str": str}[str(known[key])]
+        try:
+            out[key] = kind(value)
+        except ValueError:
+            raise TatumError(f"--set {item!r}: {key} takes a {kind.__name__}") from None
+    return out
+
+
 @app.command("train")
 def train_cmd(
     shards: Path = typer.Argument(..., help="Shard folder from `tatum data prepare`."),
@@ -497,6 +519,8 @@ def train_cmd(
     init: Optional[str] = typer.Option(None, help="Start from this checkpoint instead of random weights."),
     artist: Optional[str] = typer.Option(None, help="Train only on this pianist's pieces."),
     genre: Optional[str] = typer.Option(None, help="Train only on this genre."),
+    set_: list[str] = typer.Option([], "--set", help="Change one model setting of the preset (or of --init), "
+                                   "e.g. --set d_model=384 --set cross_bias=none. Repeatable."),
 ):
     """Train the model on prepared shards (one process, or under `torchrun --nproc_per_node N`).
 
@@ -513,7 +537,7 @@ def train_cmd(
     cfg = TrainConfig(shards=str(shards), out=str(out_dir), preset=preset_name, init=init, artist=artist,
                       genre=genre, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr=lr / 10,
                       warmup=warmup, max_steps=steps, val_every=val_every, save_every=save_every,
-                      threads=threads, workers=workers, seed=seed)
+                      threads=threads, workers=workers, seed=seed, model=_model_settings(set_))
     last = train(cfg)
     if last and os.environ.get("RANK", "0") == "0":
         console.print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint → {out_dir / 'checkpoint'}")

@@ -29,6 +29,7 @@ from tatum.io import write_atomic
 from tatum.model.checkpoint import load_model, save_checkpoint
 from tatum.model.config import preset
 from tatum.model.transformer import Seq2Seq
+from tatum.tokenizer import Tokenizer
 
 
 @dataclass
@@ -75,6 +76,36 @@ def setup_device(local_rank: int, world: int) -> torch.device:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device
+
+
+# --------------------------------------------------------------------- warm start
+def warm_start(init: str, overrides: dict) -> tuple[Seq2Seq, Tokenizer]:
+    """A model of `init`'s shape changed by `overrides`, carrying over every weight that still fits.
+
+    Switching `enc_positions` from absolute to anchored rebuilds the position table: the style rows
+    stay, and anchored row max_enc_len + r takes the absolute row where a target typically opens
+    (position 200) + r. Any other weight that no longer fits is refused.
+    """
+    from tatum.model.config import ModelConfig
+
+    old, tok = load_model(init)
+    cfg = ModelConfig.from_dict(old.cfg.to_dict() | dict(overrides))
+    model = Seq2Seq(cfg)
+    state = old.state_dict()
+    if cfg.enc_positions != old.cfg.enc_positions:
+        if (old.cfg.enc_positions, cfg.enc_positions) != ("absolute", "anchored"):
+            raise TatumError(f"cannot convert enc_positions {old.cfg.enc_positions} → {cfg.enc_positions}")
+        table = state["enc_pos.weight"]
+        rows = torch.arange(model.enc_pos.num_embeddings) - cfg.max_enc_len + 200
+        rows[: cfg.n_style] = torch.arange(cfg.n_style)
+        state["enc_pos.weight"] = table[rows.clamp(cfg.n_style, table.shape[0] - 1)]
+        state["enc_pos.weight"][: cfg.n_style] = table[: cfg.n_style]
+    target = model.state_dict()
+    for name, t in state.items():
+        if name not in target or target[name].shape != t.shape:
+            raise TatumError(f"weight {name} of {init} does not fit the changed model ({dict(overrides)})")
+    model.load_state_dict(state)
+    return model, tok
 
 
 # --------------------------------------------------------------------- schedule
@@ -275,7 +306,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     torch.manual_seed(cfg.seed)  # the same initial weights for a given seed (and on every rank)
     if cfg.init:
-        model, tok = load_model(cfg.init)
+        model, tok = warm_start(cfg.init, cfg.model) if cfg.model else load_model(cfg.init)
         model.train()
         if cfg.dropout is not None:
             for m in model.modules():

@@ -469,17 +469,18 @@ def test_preserve_structure_keeps_the_boundary_windows(pair):
 def test_harmonize_adds_chords_under_the_melody(pair):
     # Four notes a window, so the tiny model's 42-note decoder limit does not cut chords short.
     mel = melody_line(steps=(300, 1400, 2600, 3900))
-    out = tasks.harmonize(mel, passes=1, chord_size=3, seed=0, model=pair)
-    assert tk.mean_polyphony(out) > tk.mean_polyphony(mel) == 1.0
-    # One pass: the chord rule saw the given melody, so every group starting by a melody note is a chord.
     limit_notes = (pair[0].cfg.max_dec_len - 1) // 3
     checked = 0
-    for w, seg in enumerate(tk.split_segments(out, mel.start_ms)):
-        if len(seg) >= limit_notes:
-            continue
-        sizes = near_melody_groups(seg.onset_ms + 5000 * w, mel.onset_ms)
-        assert all(s >= 3 for s in sizes), (w, sizes, seg.onset_ms.tolist(), seg.pitch.tolist(), mel.onset_ms.tolist())
-        checked += len(sizes)
+    for seed in range(3):  # the random model sometimes fills a window up to the limit; those are skipped
+        out = tasks.harmonize(mel, passes=1, chord_size=3, seed=seed, model=pair)
+        assert tk.mean_polyphony(out) > tk.mean_polyphony(mel) == 1.0
+        # One pass: the chord rule saw the given melody, so every group starting by a melody note is a chord.
+        for w, seg in enumerate(tk.split_segments(out, mel.start_ms)):
+            if len(seg) >= limit_notes:
+                continue
+            sizes = near_melody_groups(seg.onset_ms + 5000 * w, mel.onset_ms)
+            assert all(s >= 3 for s in sizes), (w, sizes, seg.onset_ms.tolist(), seg.pitch.tolist())
+            checked += len(sizes)
     assert checked >= 1
 
 

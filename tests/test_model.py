@@ -47,9 +47,9 @@ def batch(tok):
 def test_decode_step_one_token_at_a_time_matches_forward(model, batch):
     enc, dec_in = batch
     full = model(enc, dec_in)
-    memory, mask = model.encode(enc)
+    memory, mask, anchor = model.encode(enc)
     assert mask.shape == (3, 1, 1, 40) and not mask[1, ..., 28:].any() and mask[0].all()
-    cache = model.start(memory, mask)
+    cache = model.start(memory, mask, anchor)
     for t in range(dec_in.shape[1]):
         logits = model.decode_step(dec_in[:, t:t + 1], cache)
         assert logits.shape == (3, model.cfg.vocab_size)
@@ -149,10 +149,43 @@ def test_anchored_positions_place_the_target_alike_whatever_the_left_context(tok
     enc = torch.tensor(rows[1])[None]
     dec_in = torch.tensor([[tk.BOS, *target[:5].tolist()]])
     full = m(enc, dec_in)
-    memory, mask = m.encode(enc)
-    cache = m.start(memory, mask)
+    cache = m.start(*m.encode(enc))
     for t in range(dec_in.shape[1]):
         torch.testing.assert_close(m.decode_step(dec_in[:, t:t + 1], cache), full[:, t], atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
+def test_aligned_cross_attention_centres_each_step_on_its_target_token(tok, tmp_path):
+    from tatum import tokenizer as tk
+
+    torch.manual_seed(0)
+    cfg = preset("tiny", tok.vocab_size, enc_positions="anchored", cross_bias="aligned", dropout=0.0)
+    m = Seq2Seq(cfg).eval()
+    g = torch.Generator().manual_seed(3)
+    enc = torch.randint(tk.ONSET0, tok.vocab_size, (2, 60), generator=g)
+    enc[enc == tk.SEP] = tk.T
+    enc[0, 20], enc[1, 9] = tk.SEP, tk.SEP
+    enc[1, 50:] = PAD
+    dec_in = torch.randint(tk.ONSET0, tok.vocab_size, (2, 12), generator=g)
+    anchor = m.anchors(enc)
+    assert anchor.tolist() == [20, 9]
+    bias = m.cross_mask((enc != PAD)[:, None, None, :], anchor, torch.arange(12), 60)
+    assert bias.shape == (2, cfg.n_heads, 12, 60)
+    # head 0 peaks exactly where the j-th corrupted token sits (SEP, corruption, then the target)
+    assert bias[0, 0].argmax(-1).tolist() == [22 + j for j in range(12)]
+    assert bias[1, 0].argmax(-1).tolist() == [11 + j for j in range(12)]
+    assert torch.all(bias[:, -1][bias[:, -1].isfinite()] == 0), "the last head is unbiased"
+    assert torch.isinf(bias[1, :, :, 50:]).all(), "padding stays masked"
+    full = m(enc, dec_in)
+    memory, mask, _ = m.encode(enc)
+    with pytest.raises(ValueError, match="anchors"):
+        m.decode_step(dec_in[:, :1], m.start(memory, mask))
+    cache = m.start(memory, mask, anchor)
+    for t in range(dec_in.shape[1]):
+        torch.testing.assert_close(m.decode_step(dec_in[:, t:t + 1], cache), full[:, t], atol=1e-4, rtol=0)
+    m2, _ = load_model(save_checkpoint(m, tok, tmp_path / "aligned"))
+    assert m2.cfg.cross_bias == "aligned" and m2.cfg.enc_positions == "anchored"
+    torch.testing.assert_close(m2(enc, dec_in), full, atol=1e-5, rtol=0)
 
 
 @torch.no_grad()
@@ -165,8 +198,8 @@ def test_one_hot_mixture_equals_the_token(model, tok, batch):
         w[:, k] = 1.0
         plain = enc.clone()
         plain[:, 0] = token
-        m1, mask1 = model.encode(enc, mixes=[(0, ids, w)])
-        m2, mask2 = model.encode(plain)
+        m1, mask1, _ = model.encode(enc, mixes=[(0, ids, w)])
+        m2, mask2, _ = model.encode(plain)
         torch.testing.assert_close(m1, m2, atol=1e-6, rtol=0)
         assert torch.equal(mask1, mask2)
 
@@ -193,13 +226,13 @@ def test_mixture_weights_may_vary_by_row(model, tok, batch):
     enc, _ = batch
     ids = torch.tensor([tok.id("genre:jazz"), tok.id("genre:classical"), tok.id("genre:pop")])
     w = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
-    mixed, _ = model.encode(enc, mixes=[(0, ids, w)])
+    mixed = model.encode(enc, mixes=[(0, ids, w)]).memory
     for row in range(3):
-        alone, _ = model.encode(enc[row:row + 1], mixes=[(0, ids, w[row:row + 1])])
+        alone = model.encode(enc[row:row + 1], mixes=[(0, ids, w[row:row + 1])]).memory
         torch.testing.assert_close(mixed[row:row + 1], alone, atol=1e-5, rtol=0)
     plain = enc.clone()
     plain[0, 0], plain[1, 0] = ids[0], ids[2]
-    ref, _ = model.encode(plain)
+    ref = model.encode(plain).memory
     torch.testing.assert_close(mixed[:2], ref[:2], atol=1e-5, rtol=0)
     # Two positions mixed at once (genre and artist), and the decode path takes mixtures too.
     artists = torch.tensor([tok.artist_id("Art Tatum"), tok.artist_id("Bill Evans")])
@@ -207,9 +240,8 @@ def test_mixture_weights_may_vary_by_row(model, tok, batch):
     x = _first_block_input(model, enc, mixes)
     expected = 0.7 * model.tok_emb.weight[artists[0]] + 0.3 * model.tok_emb.weight[artists[1]] + model.enc_pos.weight[1]
     torch.testing.assert_close(x[:, 1], expected.expand(3, -1), atol=1e-6, rtol=0)
-    memory, mask = model.encode(enc, mixes)
     dec_in = batch[1]
-    cache = model.start(memory, mask)
+    cache = model.start(*model.encode(enc, mixes))
     torch.testing.assert_close(model.decode_step(dec_in[:, :4], cache), model(enc, dec_in[:, :4], mixes)[:, 3],
                                atol=1e-4, rtol=0)
 
@@ -228,7 +260,9 @@ def test_paper_preset_has_improvnet_shape(tok):
     assert len(m.encoder) == 12 and len(m.decoder) == 12
     assert m.encoder[0].attn.h == 8 and m.decoder[0].cross.h == 8
     assert m.encoder[0].mlp.fc.weight.shape == (2048, 512)
-    assert m.enc_pos.weight.shape == (2048, 512) and m.dec_pos.weight.shape == (512, 512)
+    # anchored positions: the encoder table spans offsets −2048…+2047 around the target
+    assert (cfg.enc_positions, cfg.cross_bias) == ("anchored", "aligned")
+    assert m.enc_pos.weight.shape == (4096, 512) and m.dec_pos.weight.shape == (512, 512)
     assert m.tok_emb.weight.shape == (tok.vocab_size, 512)
 
 
@@ -254,12 +288,14 @@ def test_tied_output_logits_use_the_embedding(model, batch):
     enc, dec_in = batch
     with torch.no_grad():
         logits = model(enc, dec_in)
-        memory, mask = model.encode(enc)
+        memory, mask, anchor = model.encode(enc)
         # Recompute the last layer by hand: logits are the final hidden state times tok_emb.
-        x = model.tok_emb(dec_in) + model.dec_pos(torch.arange(dec_in.shape[1]))
+        pos = torch.arange(dec_in.shape[1])
+        x = model.tok_emb(dec_in) + model.dec_pos(pos)
+        cmask = model.cross_mask(mask, anchor, pos, enc.shape[1])
         for block in model.decoder:
             k, v = block.cross.memory_kv(memory)
-            x = block(x, k, v, mask)
+            x = block(x, k, v, cmask)
         torch.testing.assert_close(logits, model.dec_ln(x) @ model.tok_emb.weight.T, atol=1e-5, rtol=0)
 
 

@@ -356,3 +356,28 @@ def test_ddp_with_two_processes(ddp_run, shards):
 def test_ddp_tokens_seen_is_the_exact_sum_over_processes(ddp_run, shards):
     train_lines, _ = read_log(ddp_run)
     assert train_lines[3]["tokens_seen"] == sum(_tokens_per_rank(shards, 3, 2, 2))
+
+
+def test_warm_start_into_anchored_aligned_keeps_every_other_weight(tmp_path):
+    from tatum.tokenizer import Tokenizer
+    from tatum.train import warm_start
+
+    tok = Tokenizer.default()
+    torch.manual_seed(0)
+    old = Seq2Seq(preset("tiny", tok.vocab_size, enc_positions="absolute", cross_bias="none"))
+    path = save_checkpoint(old, tok, tmp_path / "old")
+    new, _ = warm_start(str(path), {"enc_positions": "anchored", "cross_bias": "aligned"})
+    assert (new.cfg.enc_positions, new.cfg.cross_bias) == ("anchored", "aligned")
+    a, b = old.state_dict(), new.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "enc_pos.weight")
+    assert b["enc_pos.weight"].shape[0] == 2 * a["enc_pos.weight"].shape[0]
+    assert torch.equal(b["enc_pos.weight"][:4], a["enc_pos.weight"][:4])
+    with pytest.raises(Exception, match="does not fit"):
+        warm_start(str(path), {"d_model": 128})
+
+
+def test_train_cli_refuses_an_unknown_model_setting(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "tatum.cli", "train", str(tmp_path), "-o", str(tmp_path / "run"),
+                        "--set", "depth=3"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "tatum: error: --set 'depth=3'" in r.stderr and "cross_bias" in r.stderr

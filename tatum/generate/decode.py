@@ -73,9 +73,9 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
         enc[i, : len(e)] = torch.from_numpy(np.asarray(e, dtype=np.int64))
     enc = enc.to(device)
     mixes = _mixes(style, len(encs), n, null_id, device) if null_id is not None else None
-    memory, mask = model.encode(enc, mixes)
+    encoded = model.encode(enc, mixes)
     limit = min(max_tokens or model.cfg.max_dec_len, model.cfg.max_dec_len) - 1
-    cache = model.start(memory, mask, max_len=limit + 1)
+    cache = model.start(*encoded, max_len=limit + 1)
     melody = [r.melody for r in rows]
     grammar = Grammar(n, model.cfg.vocab_size, device,
                       melody_onsets=melody if any(m for m in melody) else None, chord_size=chord_size)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -56,6 +57,7 @@ class CrossAttention(nn.Module):
         return k, v
 
     def forward(self, x, k, v, mask):
+        """`mask`: None, a boolean key mask [B, 1, 1, S], or an additive float bias [B, H, T, S]."""
         B, T, C = x.shape
         q = self.q(x).view(B, T, self.h, C // self.h).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -98,6 +100,15 @@ class DecoderBlock(nn.Module):
         return x + self.mlp(self.ln3(x))
 
 
+class Encoded(NamedTuple):
+    """What `encode` gives `start`: memory [B, S, d], key mask [B, 1, 1, S], anchors [B] (the index
+    of each row's first SEP, used by aligned cross-attention)."""
+
+    memory: torch.Tensor
+    mask: torch.Tensor
+    anchor: torch.Tensor
+
+
 @dataclass
 class DecodeCache:
     """Per-layer self-attention keys/values (preallocated, filled up to `pos`) and the encoder's
@@ -109,6 +120,7 @@ class DecodeCache:
     cross_v: list[torch.Tensor]
     mem_mask: torch.Tensor | None
     pos: int = 0
+    anchor: torch.Tensor | None = None   # [B] first-SEP index per row, for the aligned cross bias
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         T = k.shape[2]
@@ -123,7 +135,8 @@ class DecodeCache:
         """Keep only some batch rows (finished rows drop out of a batched decode)."""
         pick = lambda ts: [t[rows] for t in ts]  # noqa: E731
         return DecodeCache(pick(self.self_k), pick(self.self_v), pick(self.cross_k), pick(self.cross_v),
-                           None if self.mem_mask is None else self.mem_mask[rows], self.pos)
+                           None if self.mem_mask is None else self.mem_mask[rows], self.pos,
+                           None if self.anchor is None else self.anchor[rows])
 
 
 class Seq2Seq(nn.Module):
@@ -138,6 +151,10 @@ class Seq2Seq(nn.Module):
         n_enc_pos = cfg.max_enc_len * (2 if cfg.enc_positions == "anchored" else 1)
         self.enc_pos = nn.Embedding(n_enc_pos, cfg.d_model)
         self.dec_pos = nn.Embedding(cfg.max_dec_len, cfg.d_model)
+        if cfg.cross_bias not in ("none", "aligned"):
+            raise ValueError(f"cross_bias must be none or aligned, not {cfg.cross_bias!r}")
+        slopes = [2.0 ** -(2 * h + 1) for h in range(cfg.n_heads - 1)] + [0.0]
+        self.register_buffer("cross_slopes", torch.tensor(slopes), persistent=False)
         self.encoder = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.enc_layers))
         self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.dec_layers))
         self.enc_ln, self.dec_ln = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
@@ -160,7 +177,8 @@ class Seq2Seq(nn.Module):
 
     # ------------------------------------------------------------- encoder
     def encode(self, enc: torch.Tensor, mixes: list[tuple[int, torch.Tensor, torch.Tensor]] | None = None):
-        """Encode token ids [B, S]; returns (memory [B, S, d], key mask [B, 1, 1, S]).
+        """Encode token ids [B, S]; returns `Encoded(memory [B, S, d], key mask [B, 1, 1, S], anchor [B])`,
+        which `start(*encoded)` takes.
 
         `mixes` replaces a leading position's embedding by a weighted sum of token embeddings:
         (position, token ids [K], weights [B, K]) — e.g. position 0 with genre:jazz and
@@ -178,7 +196,7 @@ class Seq2Seq(nn.Module):
         mask = (enc != 0)[:, None, None, :]
         for block in self.encoder:
             x = block(x, mask)
-        return self.enc_ln(x), mask
+        return Encoded(self.enc_ln(x), mask, self.anchors(enc))
 
     def enc_positions(self, enc: torch.Tensor) -> torch.Tensor:
         """Position ids [S] (absolute) or [B, S] (anchored at each row's first SEP; the style
@@ -187,25 +205,49 @@ class Seq2Seq(nn.Module):
         ar = torch.arange(S, device=enc.device)
         if self.cfg.enc_positions == "absolute":
             return ar
-        is_sep = enc == SEP
-        anchor = torch.where(is_sep.any(1), is_sep.int().argmax(1), torch.zeros_like(ar[:1]).expand(B))
-        pos = ar[None, :] - anchor[:, None] + self.cfg.max_enc_len
+        pos = ar[None, :] - self.anchors(enc)[:, None] + self.cfg.max_enc_len
         n = self.cfg.n_style
         pos[:, :n] = ar[:n]
         return pos.clamp(0, 2 * self.cfg.max_enc_len - 1)
 
+    @staticmethod
+    def anchors(enc: torch.Tensor) -> torch.Tensor:
+        """Index of each row's first SEP (where the target opens), 0 for a row without one."""
+        is_sep = enc == SEP
+        return torch.where(is_sep.any(1), is_sep.int().argmax(1), 0)
+
+    def cross_mask(self, mask: torch.Tensor | None, anchor: torch.Tensor | None, pos: torch.Tensor,
+                   S: int) -> torch.Tensor | None:
+        """The cross-attention mask for decoder positions `pos` [T]: the key mask as it is, or with
+        `cross_bias="aligned"` a float bias [B, H, T, S] that also carries the key mask."""
+        if self.cfg.cross_bias == "none":
+            return mask
+        if anchor is None:
+            raise ValueError("this model's aligned cross-attention needs the encoder anchors: "
+                             "model.start(*model.encode(enc))")
+        centre = anchor[:, None] + 2 + pos[None, :]                                    # [B, T]
+        dist = (torch.arange(S, device=pos.device)[None, None, :] - centre[:, :, None]).abs()  # [B, T, S]
+        bias = -self.cross_slopes[None, :, None, None] * dist[:, None].to(self.cross_slopes.dtype)
+        if mask is not None:
+            bias = bias.masked_fill(~mask, float("-inf"))
+        return bias
+
     # ------------------------------------------------------------- decoder
     def forward(self, enc: torch.Tensor, dec_in: torch.Tensor, mixes=None) -> torch.Tensor:
-        memory, mask = self.encode(enc, mixes)
+        memory, mask, anchor = self.encode(enc, mixes)
         T = dec_in.shape[1]
-        x = self.drop(self.tok_emb(dec_in) + self.dec_pos(torch.arange(T, device=dec_in.device)))
+        pos = torch.arange(T, device=dec_in.device)
+        x = self.drop(self.tok_emb(dec_in) + self.dec_pos(pos))
+        cmask = self.cross_mask(mask, anchor, pos, enc.shape[1])
         for block in self.decoder:
             k, v = block.cross.memory_kv(memory)
-            x = block(x, k, v, mask)
+            x = block(x, k, v, cmask)
         return F.linear(self.dec_ln(x), self.tok_emb.weight)
 
-    def start(self, memory: torch.Tensor, mask: torch.Tensor, max_len: int | None = None) -> DecodeCache:
-        """A fresh decode cache for encoded rows: cross-attention K/V computed here, once."""
+    def start(self, memory: torch.Tensor, mask: torch.Tensor, anchor: torch.Tensor | None = None,
+              max_len: int | None = None) -> DecodeCache:
+        """A fresh decode cache for encoded rows, `model.start(*model.encode(enc))`: cross-attention
+        K/V computed here, once. Aligned cross-attention needs the anchors."""
         B = memory.shape[0]
         H, hd = self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads
         L = min(max_len or self.cfg.max_dec_len, self.cfg.max_dec_len)
@@ -213,7 +255,7 @@ class Seq2Seq(nn.Module):
         new = lambda: torch.empty(B, H, L, hd, dtype=memory.dtype, device=memory.device)  # noqa: E731
         # Without padding in the batch, cross-attention needs no mask (SDPA's faster path).
         return DecodeCache([new() for _ in self.decoder], [new() for _ in self.decoder],
-                           [k for k, _ in kv], [v for _, v in kv], None if bool(mask.all()) else mask)
+                           [k for k, _ in kv], [v for _, v in kv], None if bool(mask.all()) else mask, 0, anchor)
 
     def decode_step(self, tokens: torch.Tensor, cache: DecodeCache) -> torch.Tensor:
         """Feed new decoder tokens [B, T] (T ≥ 1) after those already in `cache`; returns the logits
@@ -221,7 +263,8 @@ class Seq2Seq(nn.Module):
         T = tokens.shape[1]
         pos = torch.arange(cache.pos, cache.pos + T, device=tokens.device)
         x = self.tok_emb(tokens) + self.dec_pos(pos)
+        cmask = self.cross_mask(cache.mem_mask, cache.anchor, pos, cache.cross_k[0].shape[2])
         for i, block in enumerate(self.decoder):
-            x = block(x, cache.cross_k[i], cache.cross_v[i], cache.mem_mask, cache=cache, layer=i)
+            x = block(x, cache.cross_k[i], cache.cross_v[i], cmask, cache=cache, layer=i)
         cache.pos += T
         return F.linear(self.dec_ln(x[:, -1]), self.tok_emb.weight)
