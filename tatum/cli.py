@@ -18,7 +18,8 @@ from tatum.errors import TatumError
 
 app = typer.Typer(
     name="tatum",
-    help="Controllable piano improvisation on MIDI: re-play a piece as jazz, harmonize, continue, infill.",
+    help="Controllable piano improvisation on MIDI: re-play a piece as jazz, harmonize, continue, infill; "
+         "render and transcribe audio.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -221,7 +222,7 @@ Force = Annotated[bool, typer.Option(help="Replace existing output files.")]
 
 @app.command("improvise")
 def improvise_cmd(
-    inp: Annotated[Path, typer.Argument(help="MIDI file to re-play.")],
+    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file to re-play.")],
     out_path: Out,
     style: Style = "jazz",
     artist: Artist = None,
@@ -266,7 +267,7 @@ def improvise_cmd(
 
 @app.command("harmonize")
 def harmonize_cmd(
-    inp: Annotated[Path, typer.Argument(help="MIDI file with a melody (one line; chords are reduced to the top).")],
+    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file with a melody (one line; chords are reduced to the top).")],
     out_path: Out,
     style: Style = "jazz",
     artist: Artist = None,
@@ -300,7 +301,7 @@ def harmonize_cmd(
 
 @app.command("continue")
 def continue_cmd(
-    inp: Annotated[Path, typer.Argument(help="MIDI file whose opening is the prompt.")],
+    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file whose opening is the prompt.")],
     out_path: Out,
     prompt_seconds: Optional[float] = typer.Option(None, help="Use the first N seconds as the prompt (default: all)."),
     seconds: float = typer.Option(15.0, help="Seconds of new music."),
@@ -329,7 +330,7 @@ def continue_cmd(
 
 @app.command("infill")
 def infill_cmd(
-    inp: Annotated[Path, typer.Argument(help="MIDI file with a passage to replace.")],
+    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file with a passage to replace.")],
     out_path: Out,
     start: float = typer.Option(..., help="Start of the passage, seconds."),
     end: float = typer.Option(..., help="End of the passage, seconds."),
@@ -358,7 +359,7 @@ def infill_cmd(
 # ----------------------------------------------------------------------- audio
 @app.command("render")
 def render_cmd(
-    inp: Annotated[Path, typer.Argument(help="MIDI file to play.")],
+    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file to play.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="WAV file to write (48 kHz, 16-bit stereo).")],
     soundfont: Optional[Path] = typer.Option(None, help="SF2/SF3 soundfont (default: $TATUM_SOUNDFONT or the "
                                              "system's General MIDI one, e.g. fluid-soundfont-gm)."),
@@ -387,7 +388,7 @@ def render_cmd(
 
 @app.command("transcribe")
 def transcribe_cmd(
-    inp: Annotated[Path, typer.Argument(help="Piano recording: wav, flac, mp3, ogg or aiff.")],
+    inp: Annotated[Path, typer.Argument(metavar="IN.wav", help="Piano recording: wav, flac, mp3, ogg or aiff.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="MIDI file to write.")],
     onset_threshold: float = typer.Option(0.6, help="How sure the model must be of an onset (0–1): higher "
                                           "gives fewer, surer notes."),
@@ -426,7 +427,7 @@ def transcribe_cmd(
 
 @app.command("pipeline")
 def pipeline_cmd(
-    inp: Annotated[Optional[Path], typer.Argument(help="Audio (wav, flac, mp3, ogg) or MIDI with the idea.")] = None,
+    inp: Annotated[Optional[Path], typer.Argument(metavar="IN", help="Audio (wav, flac, mp3, ogg) or MIDI with the idea.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for transcription.mid, "
                                           "improvisation.mid, improvisation.wav and before-after.png.")] = ...,
     style: Style = "jazz",
