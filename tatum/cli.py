@@ -555,9 +555,14 @@ def finetune_cmd(
     lr: float = typer.Option(1e-4, help="Peak learning rate, lower than for training from scratch."),
     val_every: int = typer.Option(200),
     threads: int = typer.Option(0),
+    lora_rank: int = typer.Option(0, help="Train rank-r adapters on a frozen model instead of all weights "
+                                  "(0 = all weights). The exported checkpoint has them merged in."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last saved state."),
 ):
-    """Fine-tune a model on one pianist's recordings (all weights), e.g. Art Tatum's PiJAMA tracks."""
+    """Fine-tune a model on one pianist's recordings, e.g. Art Tatum's PiJAMA tracks.
+
+    Example: tatum finetune shards --artist "Art Tatum" -o runs/tatum
+    """
     from tatum.model.checkpoint import resolve
     from tatum.train import TrainConfig, train
 
@@ -565,7 +570,9 @@ def finetune_cmd(
         raise TatumError("holds a training run already; pass --resume to continue it", out_dir)
     cfg = TrainConfig(shards=str(shards), out=str(out_dir), init=str(resolve(base)), artist=artist,
                       batch_size=batch_size, lr=lr, min_lr=lr / 10, warmup=100, max_steps=steps,
-                      val_every=val_every, save_every=100, threads=threads)
+                      val_every=val_every, save_every=100, threads=threads, lora_rank=lora_rank)
+    if lora_rank < 0:
+        raise TatumError("--lora-rank must be 0 (all weights) or a positive rank")
     last = train(cfg)
     if last and os.environ.get("RANK", "0") == "0":
         console.print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint → {out_dir / 'checkpoint'}")

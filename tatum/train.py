@@ -28,6 +28,7 @@ from tatum.errors import TatumError
 from tatum.io import write_atomic
 from tatum.model.checkpoint import load_model, save_checkpoint
 from tatum.model.config import preset
+from tatum.model.lora import add_lora, merge_lora
 from tatum.model.transformer import Seq2Seq
 from tatum.tokenizer import Tokenizer
 
@@ -60,6 +61,7 @@ class TrainConfig:
     chunks: int = 4                    # length-sorted pieces of each micro-batch (less padding)
     extra: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)   # overrides of the preset, e.g. {"enc_positions": "anchored"}
+    lora_rank: int = 0                 # > 0: freeze the model and train low-rank adapters (fine-tuning)
 
 
 # ------------------------------------------------------------------- distributed
@@ -331,10 +333,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         raise TatumError("no training pieces match (check --artist / --genre)", cfg.shards)
     train_ds = ExampleDataset(shards, "train", ex_cfg, tok, seed=cfg.seed, pieces=train_pieces)
 
+    if cfg.lora_rank:
+        add_lora(model, cfg.lora_rank)
     torch.manual_seed(cfg.seed + rank)
     model.to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.dim() >= 2]
+    no_decay = [p for n, p in trainable if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98),
                             fused=device.type == "cuda")
@@ -433,11 +438,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             training = {"steps": step + 1, "tokens_seen": tokens_seen, "wall_s": round(elapsed),
                         "hardware": _hardware(device, world), "val_loss": scores, "unigram_loss": baseline,
                         "data": data_summary, "init": cfg.init, "artist": cfg.artist, "lr": cfg.lr,
+                        "lora_rank": cfg.lora_rank,
                         "batch": cfg.batch_size * cfg.grad_accum * world}
-            save_checkpoint(model, tok, out / "checkpoint", training=training)
+            export = merge_lora(model) if cfg.lora_rank else model
+            save_checkpoint(export, tok, out / "checkpoint", training=training)
             if scores and scores["all"] < best:
                 best = scores["all"]
-                save_checkpoint(model, tok, out / "best", training=training)
+                save_checkpoint(export, tok, out / "best", training=training)
             if bar is not None:
                 bar.write(f"step {step + 1}: val " + " ".join(f"{k}={v:.3f}" for k, v in scores.items()))
         if (step + 1) % cfg.save_every == 0 or done:

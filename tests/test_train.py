@@ -381,3 +381,34 @@ def test_train_cli_refuses_an_unknown_model_setting(tmp_path):
                         "--set", "depth=3"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "tatum: error: --set 'depth=3'" in r.stderr and "cross_bias" in r.stderr
+
+
+def test_lora_finetune_trains_only_adapters_and_exports_a_plain_checkpoint(shards, api_run, tmp_path):
+    from tatum.model.lora import LoRALinear, add_lora, merge_lora
+
+    base_dir = api_run[0] / "checkpoint"
+    base, tok = load_model(base_dir)
+    out = tmp_path / "lora"
+    cfg = TrainConfig(shards=str(shards), out=str(out), init=str(base_dir), artist="Art Tatum", max_steps=4,
+                      val_every=4, save_every=2, batch_size=4, threads=1, log_every=1, val_per_corruption=4,
+                      lr=1e-2, warmup=1, lora_rank=4)
+    train(cfg, progress=False)
+    tuned, _ = load_model(out / "checkpoint")
+    assert not any(isinstance(m, LoRALinear) for m in tuned.modules()), "adapters merged on export"
+    a, b = base.state_dict(), tuned.state_dict()
+    assert a.keys() == b.keys()
+    changed = {k for k in a if not torch.equal(a[k], b[k])}
+    assert changed and all(k.endswith(".weight") and k.split(".")[-2] in ("qkv", "q", "kv", "proj", "fc")
+                           for k in changed), sorted(changed)[:5]
+    assert json.loads((out / "checkpoint" / "config.json").read_text())["training"]["lora_rank"] == 4
+    # merging is exact: the adapted model and its merged copy give the same logits
+    m = add_lora(load_model(base_dir)[0].eval(), 2)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, LoRALinear):
+                mod.B.normal_(0, 0.05)
+        enc = torch.randint(10, tok.vocab_size, (2, 30))
+        enc[:, 6] = 3
+        dec = torch.randint(10, tok.vocab_size, (2, 9))
+        torch.testing.assert_close(merge_lora(m)(enc, dec), m(enc, dec), atol=1e-4, rtol=0)
+    assert sum(p.numel() for p in m.parameters() if p.requires_grad) < 0.2 * base.n_params()
