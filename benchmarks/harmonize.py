@@ -1,0 +1,108 @@
+"""Harmonization on PiJAMA val: the skyline (top line) of each piece's opening is given to
+`tatum.harmonize`, and the result is measured.
+
+For each of `--pieces` evenly spaced val performances, the first `--seconds` of the performance
+(after PiJAMA's start offset is ignored: the file's first note) are reduced to their skyline
+(`tatum.corruption.skyline_notes`, the same top-note rule ImprovNet uses) and harmonized with the
+given model (default: the shipped one) and `--passes` skyline passes, seed fixed per piece.
+
+Measures, per piece and as medians:
+- polyphony rate: the share of sounding time (time in which at least one note sounds) during which
+  more than one note sounds — the issue's "≥ 0.8" target; the skyline itself scores 0;
+- mean polyphony: mean count of sounding notes over sounding time;
+- melody kept: share of skyline onsets that have a note of the same pitch within 50 ms in the result;
+- wall time per piece.
+
+    python benchmarks/harmonize.py [--data ../shared/data] [--pieces 8] [--seconds 30] [--passes 5]
+                                   [--model PATH] [--style jazz]
+
+The last line printed is a JSON object with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def polyphony_rate(notes) -> float:
+    """Share of sounding time with more than one note sounding."""
+    if not len(notes):
+        return 0.0
+    start = notes.onset_ms.astype(np.int64)
+    end = start + notes.dur_ms
+    t = np.concatenate([start, end])
+    delta = np.concatenate([np.ones(len(start)), -np.ones(len(end))])
+    order = np.lexsort((delta, t))
+    t, delta = t[order], delta[order]
+    level = np.cumsum(delta)[:-1]
+    span = np.diff(t)
+    sounding = span[level > 0].sum()
+    return float(span[level > 1].sum() / sounding) if sounding else 0.0
+
+
+def melody_kept(melody, result, tol_ms: int = 50) -> float:
+    hits = 0
+    for o, p in zip(melody.onset_ms.tolist(), melody.pitch.tolist()):
+        same = result.onset_ms[result.pitch == p].astype(np.int64)
+        hits += bool(len(same) and np.min(np.abs(same - o)) <= tol_ms)
+    return hits / max(len(melody), 1)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--pieces", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: tatum-small)")
+    ap.add_argument("--style", default="jazz")
+    args = ap.parse_args(argv)
+
+    import tatum
+    from tatum.corruption import skyline_notes
+    from tatum.notes import Notes
+    from tatum.tokenizer import mean_polyphony
+
+    root = args.data / "pijama"
+    with open(root / "pijama.csv", newline="") as f:
+        rows = sorted((r for r in csv.DictReader(f) if r["split"] == "val"), key=lambda r: r["midi_filepath"])
+    rows = rows[:: max(1, len(rows) // args.pieces)][: args.pieces]
+    model = tatum.load_model(args.model) if args.model else tatum.load_model()
+    results = []
+    for k, r in enumerate(rows):
+        notes = Notes.from_midi(root / "midi_kong" / r["midi_filepath"].removeprefix("data/midi/"))
+        t0 = notes.start_ms
+        melody = skyline_notes(notes.slice(t0, t0 + args.seconds * 1000, clip=True).shift(-t0))
+        t = time.perf_counter()
+        out = tatum.harmonize(melody, style=args.style, passes=args.passes, seed=k, model=model)
+        wall = time.perf_counter() - t
+        row = {"artist": r["artist"], "title": r["title"], "melody_notes": len(melody), "notes": len(out),
+               "polyphony_rate": polyphony_rate(out), "mean_polyphony": mean_polyphony(out),
+               "melody_kept": melody_kept(melody, out), "wall_s": wall}
+        results.append(row)
+        print(f"{k + 1:2d}/{len(rows)} {r['artist'][:16]:16s} {len(melody):4d} → {len(out):4d} notes  polyphony rate "
+              f"{row['polyphony_rate']:.2f}  mean {row['mean_polyphony']:.2f}  melody kept {row['melody_kept']:.2f}  "
+              f"{wall:5.1f} s", flush=True)
+    med = lambda key: statistics.median(x[key] for x in results)  # noqa: E731
+    summary = {"benchmark": "harmonize_pijama_val_skyline", "pieces": len(results), "seconds": args.seconds,
+               "passes": args.passes, "model": args.model or "tatum-small",
+               "median_polyphony_rate": med("polyphony_rate"), "min_polyphony_rate": min(x["polyphony_rate"] for x in results),
+               "median_mean_polyphony": med("mean_polyphony"), "median_melody_kept": med("melody_kept"),
+               "median_wall_s": med("wall_s"), "rows": results}
+    print(f"\npolyphony rate: median {summary['median_polyphony_rate']:.2f}, worst {summary['min_polyphony_rate']:.2f}; "
+          f"melody kept {summary['median_melody_kept']:.2f}; {summary['median_wall_s']:.1f} s per piece (median)")
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
