@@ -19,6 +19,8 @@ def model_card(name: str, config: dict) -> str:
              f"- {m['enc_layers']} encoder + {m['dec_layers']} decoder layers, d {m['d_model']}, "
              f"{m['n_heads']} heads, FF {m['d_ff']}; encoder {m['max_enc_len']} / decoder {m['max_dec_len']} tokens",
              f"- about {n_params / 1e6:.1f} M parameters; vocabulary {m['vocab_size']} tokens",
+             f"- encoder positions {m.get('enc_positions', 'absolute')}, cross-attention bias "
+             f"{m.get('cross_bias', 'none')}",
              f"- styles: {', '.join(config['tokenizer']['genres'])}; pianists: "
              f"{', '.join(config['tokenizer']['artists'])}, and `other`", ""]
     if t:
@@ -27,6 +29,8 @@ def model_card(name: str, config: dict) -> str:
                   f"- data: {data.get('pieces', '?')} training pieces, {data.get('hours', '?')} h "
                   f"({', '.join(data.get('genres', []))})" + (f"; only {t['artist']}" if t.get("artist") else ""),
                   f"- started from: {t['init']}" if t.get("init") else "- started from random weights",
+                  f"- low-rank adapters (LoRA, rank {t['lora_rank']}) on a frozen model, merged into these weights"
+                  if t.get("lora_rank") else "- all weights trained",
                   f"- {t.get('steps', '?')} steps of {t.get('batch', '?')} examples; "
                   f"{t.get('tokens_seen', 0) / 1e6:.2f} M target tokens seen",
                   f"- wall time {t.get('wall_s', 0) / 3600:.2f} h on {t.get('hardware', '?')}", ""]
