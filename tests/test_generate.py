@@ -239,6 +239,29 @@ def test_grammar_masks_follow_the_triple_cycle():
     assert a[tk.EOS] and not a[tk.ONSET0:tk.ONSET0 + 200].any() and a[tk.ONSET0 + 200:tk.DUR0].all()
 
 
+def test_grammar_gives_onsets_just_before_a_melody_note_to_the_melody_onset():
+    g = Grammar(2, tk.NOTE_END + 40, melody_onsets=[{100}, set()], chord_size=3)
+    logits = torch.full((2, tk.NOTE_END + 40), -10.0)
+    logits[:, tk.ONSET0 + 97] = logits[:, tk.ONSET0 + 98] = 2.0   # 20–30 ms early: forbidden for row 0
+    logits[:, tk.ONSET0 + 100] = 1.0
+    out = g.adjust(logits)
+    expect = torch.logsumexp(torch.tensor([2.0, 2.0, 1.0] + [-10.0] * 3), 0)
+    assert torch.isclose(out[0, tk.ONSET0 + 100], expect)
+    assert torch.equal(out[1], logits[1]), "a row without a melody is untouched"
+    probs = torch.softmax(out[0].masked_fill(~g.allowed()[0], float("-inf")), 0)
+    assert probs[tk.ONSET0 + 100] > 0.99, "the early onsets' mass goes to the melody onset"
+
+
+def test_grammar_moves_on_after_ten_notes_in_one_group():
+    g = Grammar(1, tk.NOTE_END + 40)
+    for i in range(10):
+        assert g.allowed()[0, tk.ONSET0 + 50 + (i > 0)], i
+        for t in (tk.ONSET0 + 50 + (i > 0), tk.DUR0, tk.PV0 + 8 * i):
+            g.advance(torch.tensor([t]))
+    on = g.allowed()[0, tk.ONSET0:tk.DUR0]
+    assert not on[:56].any() and on[56:].all(), "an eleventh note must start a new group"
+
+
 def test_grammar_holds_onsets_in_the_chord_until_it_is_full():
     def onset(g, step):
         for t in (tk.ONSET0 + step, tk.DUR0, tk.PV0):

@@ -88,7 +88,7 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
         k = len(alive)
         if guided:
             logits = (1 + sampling.guidance) * logits[:k] - sampling.guidance * logits[k:]
-        nxt = pick(logits, grammar.allowed(), sampling, gen)
+        nxt = pick(grammar.adjust(logits), grammar.allowed(), sampling, gen)
         grammar.advance(nxt)
         done = nxt == tk.EOS
         for j, t in zip(alive.tolist(), nxt.tolist()):

@@ -27,6 +27,9 @@ class Sampling:
         return g
 
 
+MAX_GROUP = 10  # notes in one onset group (within chord_ms of its first onset)
+
+
 class Grammar:
     """Only onset → dur → pv triples (or EOS after a complete note) may be emitted, with onsets
     never going back in time inside a window. Optional chord constraint for harmonization: a group of
@@ -39,6 +42,7 @@ class Grammar:
         self.last_onset = torch.zeros(rows, dtype=torch.long)     # onset step of the last note
         self.group_start = torch.full((rows,), -10**6, dtype=torch.long)
         self.group_count = torch.zeros(rows, dtype=torch.long)
+        self.group_notes = torch.zeros(rows, dtype=torch.long)    # notes in the current group
         self.limit = torch.full((rows,), 127, dtype=torch.long)  # highest pitch allowed in the group
         # Melody per row: {onset step: pitch}; a plain set of steps puts no limit on pitch.
         self.melody = None if melody_onsets is None else [
@@ -54,16 +58,42 @@ class Grammar:
         self.onset_steps = torch.arange(tk.N_ONSET, device=device)
 
     def select(self, rows: torch.Tensor) -> None:
-        for name in ("state", "last_onset", "group_start", "group_count", "limit"):
+        for name in ("state", "last_onset", "group_start", "group_count", "group_notes", "limit"):
             setattr(self, name, getattr(self, name)[rows])
         if self.melody is not None:
             self.melody = [self.melody[i] for i in rows.tolist()]
             self.pending = [self.pending[i] for i in rows.tolist()]
 
+    def adjust(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits with the chord rule's forbidden band folded in: an onset the model wants just before
+        the next melody onset (closer than `chord_ms`) is given to the melody onset itself, instead
+        of being spread over what stays allowed (which piles notes onto the current onset)."""
+        if self.melody is None:
+            return logits
+        nxt = torch.tensor([p[0] if p else 10**6 for p in self.pending], dtype=torch.long)
+        waiting = (self.state == 0) & (nxt < 10**6)
+        if not waiting.any():
+            return logits
+        steps = self.onset_steps[None, :]
+        band = waiting[:, None] & (steps >= (nxt - self.chord_steps)[:, None]) & (steps <= nxt[:, None]) \
+            & (steps >= self.last_onset[:, None])
+        on = logits[:, tk.ONSET0:tk.DUR0]
+        merged = torch.logsumexp(on.float().masked_fill(~band, float("-inf")), dim=1)
+        rows = torch.nonzero(waiting & band.any(dim=1)).squeeze(1)
+        if len(rows):
+            logits = logits.clone()
+            logits[rows, tk.ONSET0 + nxt[rows]] = merged[rows].to(logits.dtype)
+        return logits
+
     def allowed(self) -> torch.Tensor:
         allow = self.masks[self.state]  # indexing copies
         on = allow[:, tk.ONSET0:tk.DUR0]
         on &= self.onset_steps[None, :] >= self.last_onset[:, None]
+        # Two hands hold at most MAX_GROUP notes at once: a full group must move on in time.
+        full = (self.state == 0) & (self.group_notes >= MAX_GROUP)
+        if full.any():
+            later = self.onset_steps[None, :] > (self.group_start + self.chord_steps)[:, None]
+            on &= torch.where(full[:, None], later, torch.ones_like(later))
         if self.melody is not None:
             nxt = torch.tensor([p[0] if p else 10**6 for p in self.pending], dtype=torch.long)
             waiting = (self.state == 0) & (nxt < 10**6)
@@ -115,6 +145,7 @@ class Grammar:
             self.group_start = torch.where(new_group, step, self.group_start)
             self.group_count = torch.where(new_group, torch.where(near, 1, self.chord_size),
                                            self.group_count + is_onset.long())
+            self.group_notes = torch.where(new_group, 1, self.group_notes + is_onset.long())
             self.last_onset = torch.where(is_onset, step, self.last_onset)
         self.state = torch.where(is_onset, 1, torch.where(self.state == 1, 2, torch.where(self.state == 2, 0, self.state)))
 
