@@ -325,7 +325,8 @@ def continue_cmd(
         result = continue_(run.notes, seconds, _style_arg(style), _style_arg(artist), prompt_seconds=prompt_seconds,
                            temperature=temperature, top_k=top_k, guidance=guidance, seed=seed, model=model,
                            on_pass=run.on_pass)
-    run.write(result)
+    # the picture compares the continuation with its prompt, not with the whole input file
+    run.write(result, before=None if prompt_seconds is None else run.notes.slice(0, prompt_seconds * 1000, clip=True))
 
 
 @app.command("infill")
