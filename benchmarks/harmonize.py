@@ -33,22 +33,6 @@ import numpy as np
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def polyphony_rate(notes) -> float:
-    """Share of sounding time with more than one note sounding."""
-    if not len(notes):
-        return 0.0
-    start = notes.onset_ms.astype(np.int64)
-    end = start + notes.dur_ms
-    t = np.concatenate([start, end])
-    delta = np.concatenate([np.ones(len(start)), -np.ones(len(end))])
-    order = np.lexsort((delta, t))
-    t, delta = t[order], delta[order]
-    level = np.cumsum(delta)[:-1]
-    span = np.diff(t)
-    sounding = span[level > 0].sum()
-    return float(span[level > 1].sum() / sounding) if sounding else 0.0
-
-
 def melody_kept(melody, result, tol_ms: int = 50) -> float:
     hits = 0
     for o, p in zip(melody.onset_ms.tolist(), melody.pitch.tolist()):
@@ -70,7 +54,7 @@ def main(argv=None) -> dict:
     import tatum
     from tatum.corruption import skyline_notes
     from tatum.notes import Notes
-    from tatum.tokenizer import mean_polyphony
+    from tatum.tokenizer import mean_polyphony, polyphony_rate
 
     root = args.data / "pijama"
     with open(root / "pijama.csv", newline="") as f:

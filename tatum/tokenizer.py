@@ -189,20 +189,33 @@ def density_bucket(n_notes: int, seconds: float = SEGMENT_MS / 1000) -> int:
     return int(np.searchsorted(DENSITY_EDGES, n_notes / max(seconds, 1e-9), side="right"))
 
 
-def mean_polyphony(seg: Notes) -> float:
-    """Mean count of sounding notes over the time in which at least one note sounds."""
-    if not len(seg):
-        return 0.0
+def _sounding(seg: Notes) -> tuple[np.ndarray, np.ndarray]:
+    """(count of sounding notes, length in ms) of each stretch between consecutive note events."""
     start = seg.onset_ms.astype(np.int64)
     end = start + seg.dur_ms
     t = np.concatenate([start, end])
     delta = np.concatenate([np.ones(len(start)), -np.ones(len(end))])
     order = np.lexsort((delta, t))
     t, delta = t[order], delta[order]
-    level = np.cumsum(delta)[:-1]
-    span = np.diff(t)
+    return np.cumsum(delta)[:-1], np.diff(t)
+
+
+def mean_polyphony(seg: Notes) -> float:
+    """Mean count of sounding notes over the time in which at least one note sounds."""
+    if not len(seg):
+        return 0.0
+    level, span = _sounding(seg)
     sounding = span[level > 0].sum()
     return float((level * span).sum() / sounding) if sounding else 1.0
+
+
+def polyphony_rate(seg: Notes) -> float:
+    """Share of the time in which at least one note sounds during which more than one does."""
+    if not len(seg):
+        return 0.0
+    level, span = _sounding(seg)
+    sounding = span[level > 0].sum()
+    return float(span[level > 1].sum() / sounding) if sounding else 0.0
 
 
 def polyphony_bucket(seg: Notes) -> int:

@@ -354,6 +354,11 @@ def test_mean_polyphony_and_bucket():
     assert mean_polyphony(notes((0, 100), (1000, 1100))) == 1.0          # silence does not count
     assert mean_polyphony(notes((0, 100), (0, 100))) == 2.0
     assert mean_polyphony(notes((0, 100), (50, 150))) == pytest.approx(4 / 3)
+    from tatum.tokenizer import polyphony_rate
+
+    assert polyphony_rate(Notes.empty()) == 0.0 and polyphony_rate(notes((0, 100), (100, 200))) == 0.0
+    assert polyphony_rate(notes((0, 100), (50, 150))) == pytest.approx(1 / 3)  # 50 of 150 ms doubled
+    assert polyphony_rate(notes((0, 100), (0, 100), (1000, 1100))) == pytest.approx(0.5)
     assert mean_polyphony(notes((0, 300), (100, 200), (100, 200))) == pytest.approx(500 / 300)
     assert polyphony_bucket(notes((0, 100))) == 0
     assert polyphony_bucket(notes((0, 100), (50, 150))) == 1             # 1.33
