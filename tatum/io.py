@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from tatum.errors import TatumError
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path in `path`'s folder (created if needed) to write into; on success it is renamed
+    to `path` in one step, on failure removed. Keeps the file's extension, for writers that go by it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -27,6 +29,14 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
         except OSError:
             pass
         raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def check_writable(path: str | os.PathLike, force: bool) -> Path:

@@ -99,7 +99,6 @@ def warm_start(init: str, overrides: dict) -> tuple[Seq2Seq, Tokenizer]:
             raise TatumError(f"cannot convert enc_positions {old.cfg.enc_positions} → {cfg.enc_positions}")
         table = state["enc_pos.weight"]
         rows = torch.arange(model.enc_pos.num_embeddings) - cfg.max_enc_len + 200
-        rows[: cfg.n_style] = torch.arange(cfg.n_style)
         state["enc_pos.weight"] = table[rows.clamp(cfg.n_style, table.shape[0] - 1)]
         state["enc_pos.weight"][: cfg.n_style] = table[: cfg.n_style]
     target = model.state_dict()

@@ -18,6 +18,8 @@ from tatum.audio.render import find_soundfont, read_midi_for_render, render, wri
 from tatum.errors import TatumError
 from tatum.notes import Notes
 
+from test_generate import error_line
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "80"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -26,14 +28,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def tatum(*args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tatum.cli", *map(str, args)], cwd=ROOT, env=env or ENV,
                           capture_output=True, text=True, timeout=600)
-
-
-def error_line(r: subprocess.CompletedProcess) -> str:
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert "Traceback" not in r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("tatum: error: ")]
-    assert len(lines) == 1, r.stderr[-2000:]
-    return lines[0]
 
 
 def onset_f1(ref: Notes, est: Notes) -> float:

@@ -139,7 +139,7 @@ def test_anchored_positions_place_the_target_alike_whatever_the_left_context(tok
     target = torch.tensor(note(0, 60) + note(50, 64), dtype=torch.long).numpy()
     rows = [build_encoder_input(tok, style, [torch.tensor(note(0, 40) * k).numpy()], "whole_mask", target, [],
                                 m.cfg.max_enc_len) for k in (1, 5)]
-    pos = [m.enc_positions(torch.tensor(r)[None])[0] for r in rows]
+    pos = [m.enc_positions(m.anchors(torch.tensor(r)[None]), len(r))[0] for r in rows]
     starts = [int((torch.tensor(r) == tk.SEP).int().argmax()) for r in rows]
     assert starts[0] != starts[1]
     assert all(p[:4].tolist() == [0, 1, 2, 3] for p in pos), "style positions stay fixed"

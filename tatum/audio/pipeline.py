@@ -47,7 +47,7 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style="j
     from tatum.audio.render import find_soundfont, write_wav
     from tatum.audio.transcribe import transcribe
     from tatum.generate.tasks import improvise
-    from tatum.io import check_writable
+    from tatum.io import atomic_output, check_writable
     from tatum.plot import piano_roll
 
     if (inp is None) == (from_prompt is None):
@@ -69,10 +69,8 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style="j
 
         stage("prompt", 0, prompt_seconds)
         audio, rate = prompt_audio(from_prompt, prompt_seconds, seed=seed)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = files["prompt"].with_name(".prompt.tmp.wav")
-        sf.write(tmp, audio, rate, subtype="PCM_16")
-        os.replace(tmp, files["prompt"])
+        with atomic_output(files["prompt"]) as tmp:
+            sf.write(tmp, audio, rate, subtype="PCM_16")
         stage("prompt", prompt_seconds, prompt_seconds)
         audio_in = files["prompt"]
     elif not is_midi_path(inp):
@@ -81,7 +79,6 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style="j
     if audio_in is not None:
         source = transcribe(audio_in, end_s=first_s,
                             on_progress=lambda done, total: stage("transcribe", done, total))
-        out_dir.mkdir(parents=True, exist_ok=True)
         source.to_midi(files["transcription"])
     else:
         source = Notes.from_midi(inp)
@@ -92,7 +89,6 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style="j
     stage("improvise", 0, steps)
     result = improvise(source, style, artist, plan, seed=seed,
                        on_pass=lambda k, n: stage("improvise", k + 1, steps), **improvise_kw)
-    out_dir.mkdir(parents=True, exist_ok=True)
     result.to_midi(files["improvisation"])
 
     total = result.duration_s

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from tatum.errors import TatumError
-from tatum.io import _umask
+from tatum.io import atomic_output
 from tatum.notes import Notes
 
 SAMPLE_RATE = 48_000
@@ -134,7 +133,7 @@ def render_blocks(notes: Notes, soundfont: str | os.PathLike | None = None, samp
         while now < end or i < len(ev):
             # play every event due now, then run the synth up to the next event or the block's end
             while i < len(ev) and ev[i, 0] <= now:
-                t, kind, pitch, vel = (int(x) for x in ev[i])
+                _, kind, pitch, vel = (int(x) for x in ev[i])
                 if kind == 3:
                     synth.synth.noteon(0, pitch, vel)
                 elif kind == 0:
@@ -150,8 +149,6 @@ def render_blocks(notes: Notes, soundfont: str | os.PathLike | None = None, samp
             if filled == BLOCK:
                 yield buf.copy()
                 filled = 0
-            if i >= len(ev) and now >= end:
-                break
         # the release tail: until it falls silent, at most TAIL_S
         tail_left = int(TAIL_S * sample_rate)
         while tail_left > 0:
@@ -197,21 +194,12 @@ def write_wav(path: str | os.PathLike, notes: Notes, soundfont: str | os.PathLik
     """
     import soundfile as sf
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".wav", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
     frames = 0
-    try:
-        with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=2, subtype="PCM_16", format="WAV") as f:
-            for block in render_blocks(notes, soundfont, sample_rate, pedal_ms):
-                f.write(np.clip(block, -1.0, 1.0))
-                frames += len(block)
-                if on_progress is not None:
-                    on_progress(frames / sample_rate)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=2,
+                                                  subtype="PCM_16", format="WAV") as f:
+        for block in render_blocks(notes, soundfont, sample_rate, pedal_ms):
+            f.write(np.clip(block, -1.0, 1.0))
+            frames += len(block)
+            if on_progress is not None:
+                on_progress(frames / sample_rate)
     return frames / sample_rate

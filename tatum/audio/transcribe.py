@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from tatum.errors import TatumError
-from tatum.notes import Notes
+from tatum.notes import Notes, resolve_overlaps
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff")
 CHUNK_S = 60.0  # core of a chunk
@@ -131,7 +131,8 @@ def transcribe(path: str | os.PathLike, onset_threshold: float = 0.6, frame_thre
     """Transcribe a piano recording (wav, flac, mp3, ogg, aiff) to `Notes` in the piano range.
 
     Velocities come from basic-pitch's note amplitudes; `end_s` stops reading there.
-    `on_progress(done_s, total_s)` is called after each chunk. Raises `AudioError` for unreadable audio and for audio in which no note is found.
+    `on_progress(done_s, total_s)` is called after each chunk. Raises `AudioError` for unreadable
+    audio and for audio in which no note is found.
     """
     import librosa
 
@@ -169,6 +170,4 @@ def transcribe(path: str | os.PathLike, onset_threshold: float = 0.6, frame_thre
     dur = np.maximum(1, np.round((a[:, 1] - a[:, 0]) * 1000.0)).astype(np.int64)
     pitch = np.clip(a[:, 2], 21, 108).astype(np.int32)
     vel = np.clip(np.round(a[:, 3] * 127.0), 1, 127).astype(np.int32)
-    from tatum.notes import resolve_overlaps
-
     return Notes(*resolve_overlaps(onset, dur, pitch, vel))

@@ -64,14 +64,19 @@ class Grammar:
             self.melody = [self.melody[i] for i in rows.tolist()]
             self.pending = [self.pending[i] for i in rows.tolist()]
 
+    def _next_melody_onset(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's next unserved melody onset step (10**6 when none), and which rows are about to
+        choose an onset while one is pending."""
+        nxt = torch.tensor([p[0] if p else 10**6 for p in self.pending], dtype=torch.long)
+        return nxt, (self.state == 0) & (nxt < 10**6)
+
     def adjust(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits with the chord rule's forbidden band folded in: an onset the model wants just before
         the next melody onset (closer than `chord_ms`) is given to the melody onset itself, instead
         of being spread over what stays allowed (which piles notes onto the current onset)."""
         if self.melody is None:
             return logits
-        nxt = torch.tensor([p[0] if p else 10**6 for p in self.pending], dtype=torch.long)
-        waiting = (self.state == 0) & (nxt < 10**6)
+        nxt, waiting = self._next_melody_onset()
         if not waiting.any():
             return logits
         steps = self.onset_steps[None, :]
@@ -95,8 +100,7 @@ class Grammar:
             later = self.onset_steps[None, :] > (self.group_start + self.chord_steps)[:, None]
             on &= torch.where(full[:, None], later, torch.ones_like(later))
         if self.melody is not None:
-            nxt = torch.tensor([p[0] if p else 10**6 for p in self.pending], dtype=torch.long)
-            waiting = (self.state == 0) & (nxt < 10**6)
+            nxt, waiting = self._next_melody_onset()
             if waiting.any():
                 # Before the next melody onset the model may play freely up to a gap of `chord_ms`;
                 # then the next group starts exactly with the melody note. It cannot pass it by, nor

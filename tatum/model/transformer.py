@@ -192,20 +192,20 @@ class Seq2Seq(nn.Module):
             x = x.clone()
             for pos, ids, w in mixes:
                 x[:, pos] = w.to(x.dtype) @ self.tok_emb(ids)
-        x = self.drop(x + self.enc_pos(self.enc_positions(enc)))
+        anchor = self.anchors(enc)
+        x = self.drop(x + self.enc_pos(self.enc_positions(anchor, S)))
         mask = (enc != 0)[:, None, None, :]
         for block in self.encoder:
             x = block(x, mask)
-        return Encoded(self.enc_ln(x), mask, self.anchors(enc))
+        return Encoded(self.enc_ln(x), mask, anchor)
 
-    def enc_positions(self, enc: torch.Tensor) -> torch.Tensor:
-        """Position ids [S] (absolute) or [B, S] (anchored at each row's first SEP; the style
-        positions keep ids 0..n_style-1)."""
-        B, S = enc.shape
-        ar = torch.arange(S, device=enc.device)
+    def enc_positions(self, anchor: torch.Tensor, S: int) -> torch.Tensor:
+        """Position ids [S] (absolute) or [B, S] (anchored at each row's first SEP, `anchor` [B]; the
+        style positions keep ids 0..n_style-1)."""
+        ar = torch.arange(S, device=anchor.device)
         if self.cfg.enc_positions == "absolute":
             return ar
-        pos = ar[None, :] - self.anchors(enc)[:, None] + self.cfg.max_enc_len
+        pos = ar[None, :] - anchor[:, None] + self.cfg.max_enc_len
         n = self.cfg.n_style
         pos[:, :n] = ar[:n]
         return pos.clamp(0, 2 * self.cfg.max_enc_len - 1)
