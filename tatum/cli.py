@@ -235,6 +235,9 @@ def improvise_cmd(
     keep_first: float = typer.Option(10.0, "--keep-first", help="Seconds at the start left untouched."),
     first: Optional[float] = typer.Option(None, help="Use only the first N seconds of the input."),
     preserve_structure: float = typer.Option(0.05, help="Share of windows at section boundaries kept as is."),
+    keep_melody: bool = typer.Option(True, "--keep-melody/--free-melody",
+                                     help="Skyline passes reharmonize the piece's own tune (recognisable), "
+                                          "or reinvent it as ImprovNet does (freer)."),
     temperature: Temperature = 1.0,
     top_k: TopK = 50,
     top_p: float = typer.Option(1.0, help="Sample among the likeliest tokens that make up this probability."),
@@ -261,7 +264,8 @@ def improvise_cmd(
                            corruption=corruption, context=(context, context), keep_first_s=keep_first,
                            preserve_structure=preserve_structure, temperature=temperature, top_k=top_k,
                            top_p=top_p, guidance=guidance, density=_controls(density),
-                           polyphony=_controls(polyphony), seed=seed, model=model, on_pass=run.on_pass)
+                           polyphony=_controls(polyphony), seed=seed, keep_melody=keep_melody, model=model,
+                           on_pass=run.on_pass)
     run.write(result)
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tatum import tokenizer as tk
-from tatum.corruption import corrupt, group_onsets
+from tatum.corruption import corrupt, group_onsets, skyline_notes
 from tatum.data.examples import build_encoder_input
 from tatum.errors import TatumError
 from tatum.generate import engine as engine_mod
@@ -385,6 +385,30 @@ def test_improvise_keeps_the_first_windows_and_the_last(pair, piece40):
     assert not same(between(out, 10_000, 35_000), between(q, 10_000, 35_000))
     # Kept notes are not "new" for the piano roll.
     assert not changed_mask(piece40, out)[out.onset_ms < 10_000].any()
+
+
+def tune_kept(piece: Notes, out: Notes, windows: range) -> float:
+    """Share of the tune (each window's skyline) of `windows` found in `out` at the same onset and pitch."""
+    p = Piece.from_notes(piece)
+    have = set(zip(out.onset_ms.tolist(), out.pitch.tolist()))
+    want = [(p.origin_ms + i * tk.SEGMENT_MS + o, n) for i in windows
+            for o, n in zip(*(lambda s: (s.onset_ms.tolist(), s.pitch.tolist()))(skyline_notes(p.window_notes(i))))]
+    return sum(w in have for w in want) / len(want)
+
+
+def test_improvise_keeps_the_tune_on_top_through_every_pass_unless_freed(pair, piece40):
+    kept = tasks.improvise(piece40, plan="improvnet", seed=2, preserve_structure=0, model=pair)
+    free = tasks.improvise(piece40, plan="improvnet", seed=2, preserve_structure=0, keep_melody=False, model=pair)
+    rewritten = range(2, 7)   # keep_first_s=10 keeps windows 0–1; the last window (7) is kept too
+    assert tune_kept(piece40, kept, rewritten) == 1.0
+    assert tune_kept(piece40, free, rewritten) < 0.8
+    assert not same(between(kept, 10_000, 35_000), between(quantised(piece40), 10_000, 35_000))
+    # Nothing new starts above the tune where the tune starts a note.
+    p = Piece.from_notes(piece40)
+    for i in rewritten:
+        line = skyline_notes(p.window_notes(i))
+        for o, n in zip((p.origin_ms + i * tk.SEGMENT_MS + line.onset_ms).tolist(), line.pitch.tolist()):
+            assert kept.pitch[kept.onset_ms == o].max() == n
 
 
 def test_improvise_is_reproducible_by_seed(ckpt, pair, piece40):

@@ -160,19 +160,47 @@ def pick_targets(n: int, rate: float, rng: np.random.Generator, start: int = 0, 
 def run_plan(engine: Engine, piece: Piece, plan: list[Pass], cond: Conditioning, *, start: int = 0,
              stop: int | None = None, keep: set[int] = frozenset(), seed: int = 0, order: str = "parallel",
              harmonize: bool = False, inputs: dict[int, Notes] | None = None,
+             melody: dict[int, Notes] | None = None,
              on_pass: Callable[[int, int], None] | None = None) -> Piece:
-    """Apply each pass of `plan` to the windows in [start, stop) that are not in `keep`."""
+    """Apply each pass of `plan` to the windows in [start, stop) that are not in `keep`.
+
+    With `melody` (window index → its tune), skyline passes are harmonizations (the model is shown
+    that tune and groups start under its notes), and after every pass the tune is laid back on top.
+    """
     check_plan(plan, engine.tok)
     for k, p in enumerate(plan):
         rng = np.random.default_rng([seed, k])
         targets = pick_targets(len(piece), p.rate, rng, start, stop, keep)
         targets = [t for t in targets if len(piece.windows[t]) or p.corruption in ("whole_mask", "random")]
+        anchored = melody is not None and p.corruption == "skyline"
         if targets:
             engine.run_pass(piece, p, cond, targets, seed=int(rng.integers(2**31)), order=order,
-                            harmonize=harmonize, inputs=inputs)
+                            harmonize=harmonize or anchored, inputs=melody if anchored else inputs)
+        if melody is not None:
+            for t in targets:
+                if t in melody:
+                    piece.windows[t] = tk.encode_segment(keep_melody_on_top(piece.window_notes(t), melody[t]))
         if on_pass is not None:
             on_pass(k, len(targets))
     return piece
+
+
+def keep_melody_on_top(accomp: Notes, melody: Notes, window_ms: int = 50) -> Notes:
+    """The melody exactly as given, over the generated notes that lie below it.
+
+    A generated note is dropped where it would sound at or above the melody note in force at its onset
+    (it would replace or cover the tune), or where it doubles a melody note's onset and pitch.
+    """
+    if not len(melody):
+        return accomp
+    m_on = melody.onset_ms.astype(np.int64)
+    idx = np.searchsorted(m_on, accomp.onset_ms.astype(np.int64) + window_ms, side="right") - 1
+    has = idx >= 0
+    current = np.where(has, melody.pitch[np.maximum(idx, 0)], 200)
+    m_end = m_on + melody.dur_ms
+    sounding = has & (accomp.onset_ms < m_end[np.maximum(idx, 0)] + window_ms)
+    below = ~sounding | (accomp.pitch < current)
+    return Notes.merge([melody, accomp.select(below)])
 
 
 def check_plan(plan: list[Pass], tok: Tokenizer) -> None:

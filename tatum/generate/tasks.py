@@ -75,12 +75,15 @@ def improvise(notes: Notes | str | os.PathLike, style: StyleArg = "jazz", artist
               keep_last: bool = True, preserve_structure: float = 0.05, temperature: float = 1.0,
               top_k: int = 50, top_p: float = 1.0, guidance: float = 0.0, density: int | str | None = None,
               polyphony: int | str | None = None, seed: int | None = None, order: str = "parallel",
-              model=None, on_pass: Callable[[int, int], None] | None = None) -> Notes:
+              keep_melody: bool = True, model=None,
+              on_pass: Callable[[int, int], None] | None = None) -> Notes:
     """Re-play a piece in another style by corruption–refinement passes (ImprovNet's recipe by default).
 
     `style` and `artist` are a name or a weighted mixture ({"jazz": .7, "classical": .3}). The first
     `keep_first_s` seconds, the last window (`keep_last`) and the windows at the strongest novelty
-    peaks (`preserve_structure`, a share of the windows) are left as they are.
+    peaks (`preserve_structure`, a share of the windows) are left as they are. With `keep_melody`,
+    skyline passes reharmonize the piece's own tune (kept on top) instead of reinventing it, so the
+    later passes vary a piece that is still recognisable.
     """
     notes = _notes(notes)
     _check_length(notes)
@@ -92,8 +95,9 @@ def improvise(notes: Notes | str | os.PathLike, style: StyleArg = "jazz", artist
     start = min(int(math.ceil(keep_first_s * 1000 / tk.SEGMENT_MS)), max(0, n - 2))
     stop = n - 1 if keep_last and n > 1 else n
     keep = preserved_segments([piece.window_notes(i) for i in range(n)], preserve_structure)
+    melody = {i: skyline_notes(piece.window_notes(i)) for i in range(n)} if keep_melody else None
     run_plan(eng, piece, steps, cond, start=start, stop=stop, keep=keep, seed=_seed(seed), order=order,
-             on_pass=on_pass)
+             melody=melody, on_pass=on_pass)
     return piece.notes()
 
 
@@ -139,30 +143,10 @@ def harmonize(melody: Notes | str | os.PathLike, style: StyleArg = "jazz", artis
     lines = {i: piece.window_notes(i) for i in range(len(piece))}
     s = _seed(seed)
     for k in range(passes):
-        run_plan(eng, piece, [Pass("skyline", 1.0)], cond, seed=s + k, harmonize=True, inputs=lines)
-        for i, line in lines.items():
-            piece.windows[i] = tk.encode_segment(keep_melody_on_top(piece.window_notes(i), line))
+        run_plan(eng, piece, [Pass("skyline", 1.0)], cond, seed=s + k, melody=lines)
         if on_pass is not None:
             on_pass(k, len(piece))
     return piece.notes()
-
-
-def keep_melody_on_top(accomp: Notes, melody: Notes, window_ms: int = 50) -> Notes:
-    """The melody exactly as given, over the generated notes that lie below it.
-
-    A generated note is dropped where it would sound at or above the melody note in force at its onset
-    (it would replace or cover the tune), or where it doubles a melody note's onset and pitch.
-    """
-    if not len(melody):
-        return accomp
-    m_on = melody.onset_ms.astype(np.int64)
-    idx = np.searchsorted(m_on, accomp.onset_ms.astype(np.int64) + window_ms, side="right") - 1
-    has = idx >= 0
-    current = np.where(has, melody.pitch[np.maximum(idx, 0)], 200)
-    m_end = m_on + melody.dur_ms
-    sounding = has & (accomp.onset_ms < m_end[np.maximum(idx, 0)] + window_ms)
-    below = ~sounding | (accomp.pitch < current)
-    return Notes.merge([melody, accomp.select(below)])
 
 
 def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: StyleArg = "jazz",

@@ -1,0 +1,158 @@
+"""Classical → jazz on pianolatron val: is the result still the piece, and does it move towards
+jazz piano? Measured with plain symbolic statistics, none of them from the model.
+
+For each of `--pieces` evenly spaced pianolatron **val** rolls (never trained on), the first
+`--seconds` are improvised with `tatum.improvise(style="jazz", plan=--plan, seed=k)` twice: with the
+tune kept on top (`keep_melody=True`, the default) and with ImprovNet's free skyline passes
+(`keep_melody=False`). Only the rewritten windows are measured (after the kept opening, before the
+kept last window).
+
+- tune kept: share of the original's skyline notes (each 5 s window's top line) that the result
+  still plays (same pitch, onset within 50 ms);
+- chroma r: correlation of the original's and the result's pitch-class profiles per 1 s frame
+  (duration-weighted), averaged over frames — does the harmony still follow the piece;
+- notes/s and mean polyphony (sounding notes over sounding time);
+- rich chords: share of onsets at which 4 or more pitch classes sound (sevenths and extensions,
+  common in jazz piano, rarer in the classical repertoire);
+- the same texture statistics for `--pieces` PiJAMA val performances, as the jazz reference.
+
+    python benchmarks/improvise_quality.py [--data ../shared/data] [--pieces 4] [--seconds 60]
+                                           [--plan improvnet] [--model PATH]
+
+The last line printed is a JSON object with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FRAME_MS = 1000
+
+
+def tune_kept(tune, result, tol_ms: int = 50) -> float:
+    hits = 0
+    for o, p in zip(tune.onset_ms.tolist(), tune.pitch.tolist()):
+        same = result.onset_ms[result.pitch == p].astype(np.int64)
+        hits += bool(len(same) and np.min(np.abs(same - o)) <= tol_ms)
+    return hits / max(len(tune), 1)
+
+
+def chroma(notes, t0: int, t1: int) -> np.ndarray:
+    """Duration-weighted pitch-class profile per frame, [frames, 12]."""
+    n = max(1, (t1 - t0) // FRAME_MS)
+    out = np.zeros((n, 12))
+    for o, d, p in zip(notes.onset_ms.tolist(), notes.dur_ms.tolist(), notes.pitch.tolist()):
+        a, b = max(o, t0), min(o + max(d, 1), t1)
+        for f in range((a - t0) // FRAME_MS, min(n, (b - t0 - 1) // FRAME_MS + 1)):
+            lo, hi = t0 + f * FRAME_MS, t0 + (f + 1) * FRAME_MS
+            out[f, p % 12] += max(0, min(b, hi) - max(a, lo))
+    return out
+
+
+def chroma_r(a, b, t0: int, t1: int) -> float:
+    ca, cb = chroma(a, t0, t1), chroma(b, t0, t1)
+    rs = [np.corrcoef(x, y)[0, 1] for x, y in zip(ca, cb) if x.std() > 0 and y.std() > 0]
+    return float(np.mean(rs)) if rs else float("nan")
+
+
+def rich_chords(notes) -> float:
+    """Share of distinct onsets at which ≥ 4 pitch classes sound."""
+    if not len(notes):
+        return 0.0
+    on, end = notes.onset_ms.astype(np.int64), (notes.onset_ms + notes.dur_ms).astype(np.int64)
+    times = np.unique(on)
+    rich = sum(len(set((notes.pitch[(on <= t) & (end > t)] % 12).tolist())) >= 4 for t in times)
+    return rich / len(times)
+
+
+def texture(notes, seconds: float) -> dict:
+    from tatum.tokenizer import mean_polyphony
+    return {"notes_per_s": len(notes) / seconds, "mean_polyphony": mean_polyphony(notes),
+            "rich_chords": rich_chords(notes)}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--pieces", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--plan", default="improvnet")
+    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: tatum-small)")
+    args = ap.parse_args(argv)
+
+    import tatum
+    from tatum import tokenizer as tk
+    from tatum.corruption import skyline_notes
+    from tatum.data.sources import pianolatron
+    from tatum.generate.engine import Piece
+    from tatum.notes import Notes
+
+    model = tatum.load_model(args.model) if args.model else tatum.load_model()
+    refs = [r for r in pianolatron(args.data / "pianolatron") if r.split == "val"]
+    refs = refs[:: max(1, len(refs) // args.pieces)][: args.pieces]
+    rows = []
+    for k, ref in enumerate(refs):
+        notes = Notes.from_midi(ref.path)
+        t0 = notes.start_ms
+        notes = notes.slice(t0, t0 + args.seconds * 1000, clip=True).shift(-t0)
+        piece = Piece.from_notes(notes)
+        first = 2                                      # keep_first_s = 10 s
+        last = len(piece) - 1                          # the last window is kept
+        a, b = piece.origin_ms + first * tk.SEGMENT_MS, piece.origin_ms + last * tk.SEGMENT_MS
+        tune = Notes.merge([skyline_notes(piece.window_notes(i)).shift(piece.origin_ms + i * tk.SEGMENT_MS)
+                            for i in range(first, last)])
+        span = (b - a) / 1000
+        orig = notes.slice(a, b, clip=True)
+        row = {"title": ref.title[:60], "original": texture(orig, span)}
+        for label, keep in (("kept", True), ("free", False)):
+            t = time.perf_counter()
+            out = tatum.improvise(notes, style="jazz", plan=args.plan, seed=k, keep_melody=keep, model=model)
+            wall = time.perf_counter() - t
+            mid = out.slice(a, b, clip=True)
+            row[label] = {"tune_kept": tune_kept(tune, mid), "chroma_r": chroma_r(orig, mid, a, b),
+                          **texture(mid, span), "wall_s": wall}
+        rows.append(row)
+        o, kk, ff = row["original"], row["kept"], row["free"]
+        print(f"{k + 1}/{len(refs)} {row['title'][:40]:40s} tune kept {kk['tune_kept']:.2f} / {ff['tune_kept']:.2f}  "
+              f"chroma r {kk['chroma_r']:.2f} / {ff['chroma_r']:.2f}  notes/s {o['notes_per_s']:.1f} → "
+              f"{kk['notes_per_s']:.1f} / {ff['notes_per_s']:.1f}  rich {o['rich_chords']:.2f} → "
+              f"{kk['rich_chords']:.2f} / {ff['rich_chords']:.2f}  (kept / free)", flush=True)
+
+    root = args.data / "pijama"
+    with open(root / "pijama.csv", newline="") as f:
+        jazz = sorted((r for r in csv.DictReader(f) if r["split"] == "val"), key=lambda r: r["midi_filepath"])
+    jazz = jazz[:: max(1, len(jazz) // args.pieces)][: args.pieces]
+    ref_rows = []
+    for r in jazz:
+        n = Notes.from_midi(root / "midi_kong" / r["midi_filepath"].removeprefix("data/midi/"))
+        ref_rows.append(texture(n.slice(n.start_ms + 10_000, n.start_ms + args.seconds * 1000, clip=True),
+                                args.seconds - 10))
+
+    med = lambda xs, key: statistics.median(x[key] for x in xs)  # noqa: E731
+    summary = {"benchmark": "improvise_quality_pianolatron_val", "pieces": len(rows), "seconds": args.seconds,
+               "plan": args.plan, "model": args.model or "tatum-small"}
+    for label in ("original", "kept", "free"):
+        xs = [r[label] for r in rows]
+        summary[label] = {key: med(xs, key) for key in xs[0]}
+    summary["pijama_val"] = {key: med(ref_rows, key) for key in ref_rows[0]}
+    print()
+    for label in ("original", "kept", "free", "pijama_val"):
+        s = summary[label]
+        extra = (f"tune kept {s['tune_kept']:.2f}  chroma r {s['chroma_r']:.2f}  " if "tune_kept" in s else "")
+        print(f"{label:10s} {extra}notes/s {s['notes_per_s']:.1f}  mean polyphony {s['mean_polyphony']:.2f}  "
+              f"rich chords {s['rich_chords']:.2f}")
+    summary["rows"] = rows
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
