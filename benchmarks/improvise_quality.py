@@ -14,10 +14,11 @@ kept last window).
 - notes/s and mean polyphony (sounding notes over sounding time);
 - rich chords: share of onsets at which 4 or more pitch classes sound (sevenths and extensions,
   common in jazz piano, rarer in the classical repertoire);
-- the same texture statistics for `--pieces` PiJAMA val performances, as the jazz reference.
+- the same texture statistics for `--pieces` PiJAMA val performances (of `--artist` when given),
+  as the jazz reference.
 
     python benchmarks/improvise_quality.py [--data ../shared/data] [--pieces 4] [--seconds 60]
-                                           [--plan improvnet] [--model PATH]
+                                           [--plan improvnet] [--model PATH] [--artist NAME]
 
 The last line printed is a JSON object with the results.
 """
@@ -86,6 +87,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--plan", default="improvnet")
     ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: tatum-small)")
+    ap.add_argument("--artist", default=None,
+                    help='improvise in this pianist\'s manner (e.g. "Art Tatum": the Tatum model when present); '
+                         "the jazz reference is then that pianist's val performances")
     args = ap.parse_args(argv)
 
     import tatum
@@ -95,7 +99,7 @@ def main(argv=None) -> dict:
     from tatum.generate.engine import Piece
     from tatum.notes import Notes
 
-    model = tatum.load_model(args.model) if args.model else tatum.load_model()
+    model = tatum.load_model(args.model) if args.model else None   # None: the shipped one for --artist
     refs = [r for r in pianolatron(args.data / "pianolatron") if r.split == "val"]
     refs = refs[:: max(1, len(refs) // args.pieces)][: args.pieces]
     rows = []
@@ -114,7 +118,8 @@ def main(argv=None) -> dict:
         row = {"title": ref.title[:60], "original": texture(orig, span)}
         for label, keep in (("kept", True), ("free", False)):
             t = time.perf_counter()
-            out = tatum.improvise(notes, style="jazz", plan=args.plan, seed=k, keep_melody=keep, model=model)
+            out = tatum.improvise(notes, style="jazz", artist=args.artist, plan=args.plan, seed=k,
+                                  keep_melody=keep, model=model)
             wall = time.perf_counter() - t
             mid = out.slice(a, b, clip=True)
             row[label] = {"tune_kept": tune_kept(tune, mid), "chroma_r": chroma_r(orig, mid, a, b),
@@ -128,7 +133,9 @@ def main(argv=None) -> dict:
 
     root = args.data / "pijama"
     with open(root / "pijama.csv", newline="") as f:
-        jazz = sorted((r for r in csv.DictReader(f) if r["split"] == "val"), key=lambda r: r["midi_filepath"])
+        jazz = sorted((r for r in csv.DictReader(f) if r["split"] == "val"
+                       and (args.artist is None or r["artist"].casefold() == args.artist.casefold())),
+                      key=lambda r: r["midi_filepath"])
     jazz = jazz[:: max(1, len(jazz) // args.pieces)][: args.pieces]
     ref_rows = []
     for r in jazz:
@@ -138,7 +145,7 @@ def main(argv=None) -> dict:
 
     med = lambda xs, key: statistics.median(x[key] for x in xs)  # noqa: E731
     summary = {"benchmark": "improvise_quality_pianolatron_val", "pieces": len(rows), "seconds": args.seconds,
-               "plan": args.plan, "model": args.model or "tatum-small"}
+               "plan": args.plan, "artist": args.artist, "model": args.model or "shipped"}
     for label in ("original", "kept", "free"):
         xs = [r[label] for r in rows]
         summary[label] = {key: med(xs, key) for key in xs[0]}

@@ -314,6 +314,8 @@ def continue_cmd(
     temperature: Temperature = 1.0,
     top_k: TopK = 50,
     guidance: Guidance = 0.0,
+    density: str = typer.Option("source", help="Note-density bucket 0–7, 'any', or 'source': the prompt's."),
+    polyphony: str = typer.Option("source", help="Polyphony bucket 0–5, 'any', or 'source': the prompt's."),
     seed: Seed = None,
     model: Model = None,
     png: Png = None,
@@ -327,8 +329,8 @@ def continue_cmd(
 
     with _Run(inp, out_path, force, png, math.ceil(seconds / 5), "continuing", wav) as run:
         result = continue_(run.notes, seconds, _style_arg(style), _style_arg(artist), prompt_seconds=prompt_seconds,
-                           temperature=temperature, top_k=top_k, guidance=guidance, seed=seed, model=model,
-                           on_pass=run.on_pass)
+                           temperature=temperature, top_k=top_k, guidance=guidance, density=_controls(density),
+                           polyphony=_controls(polyphony), seed=seed, model=model, on_pass=run.on_pass)
     # the picture compares the continuation with its prompt, not with the whole input file
     run.write(result, before=None if prompt_seconds is None else run.notes.slice(0, prompt_seconds * 1000, clip=True))
 

@@ -575,6 +575,23 @@ def test_continue_keeps_a_prompt_note_just_before_the_prompt_end(pair):
     assert np.any((out.pitch == 72) & (np.abs(out.onset_ms.astype(np.int64) - 9996) <= 10))
 
 
+def test_continue_takes_density_and_polyphony_from_the_prompt_unless_told(pair, piece40, monkeypatch):
+    seen = []
+    run_pass = engine_mod.Engine.run_pass
+
+    def spy(self, piece, p, cond, *args, **kwargs):
+        seen.append((cond.density, cond.polyphony))
+        return run_pass(self, piece, p, cond, *args, **kwargs)
+
+    monkeypatch.setattr(engine_mod.Engine, "run_pass", spy)
+    tasks.continue_(piece40, 10, prompt_seconds=10, seed=1, model=pair)
+    last = Piece.from_notes(piece40.slice(0, 10_000, clip=True), 0).window_notes(1)   # the prompt's last 5 s
+    assert len(last) and seen == [(tk.density_bucket(len(last)), tk.polyphony_bucket(last))] * 2
+    seen.clear()
+    tasks.continue_(piece40, 5, prompt_seconds=10, seed=1, density=None, polyphony=3, model=pair)
+    assert seen == [(None, 3)]
+
+
 @pytest.mark.parametrize("seconds", [0, -5])
 def test_continue_refuses_nonpositive_seconds(pair, piece40, seconds):
     with pytest.raises(TatumError, match="positive"):

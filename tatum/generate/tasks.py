@@ -152,9 +152,13 @@ def harmonize(melody: Notes | str | os.PathLike, style: StyleArg = "jazz", artis
 def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: StyleArg = "jazz",
               artist: StyleArg = None, *, prompt_seconds: float | None = None, context: int = 5,
               temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0, guidance: float = 0.0,
-              density: int | str | None = None, polyphony: int | str | None = None, seed: int | None = None,
-              model=None, on_pass: Callable[[int, int], None] | None = None) -> Notes:
-    """The prompt followed by `seconds` of new music, one 5 s window at a time."""
+              density: int | str | None = "source", polyphony: int | str | None = "source",
+              seed: int | None = None, model=None, on_pass: Callable[[int, int], None] | None = None) -> Notes:
+    """The prompt followed by `seconds` of new music, one 5 s window at a time.
+
+    `density` and `polyphony` default to the buckets of the prompt's last window ("source"), so the
+    new music keeps the prompt's texture; None lets the model choose (ANY), a number sets a bucket.
+    """
     prompt = _notes(prompt)
     if prompt_seconds is not None:
         prompt = prompt.slice(0, prompt_seconds * 1000, clip=True)
@@ -176,6 +180,10 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: S
     while len(piece.windows) < first_new + n_new:
         piece.windows.append(np.zeros(0, dtype=np.int64))
     eng = _engine(model, artist, Sampling(temperature, top_k, top_p, guidance, seed), (context, 0))
+    # "source" here means the prompt: the new windows are empty, so take the buckets of its last window.
+    last = piece.window_notes(first_new - 1)
+    density = tk.density_bucket(len(last)) if density == "source" else density
+    polyphony = tk.polyphony_bucket(last) if polyphony == "source" else polyphony
     cond = Conditioning(_mix(eng.tok, style, "style"), _mix(eng.tok, artist, "artist"), density, polyphony)
     s = _seed(seed)
     for k, i in enumerate(range(first_new, first_new + n_new)):

@@ -1,0 +1,134 @@
+"""Continuation on PiJAMA val: does the new music keep the prompt's key, harmony and density?
+
+For each of `--pieces` evenly spaced PiJAMA **val** performances (never trained on), the first
+`--prompt-seconds` (from the first note) are continued by `--seconds` with
+`tatum.continue_(style="jazz", seed=k)`, and the continuation is compared with the prompt:
+
+- key kept: the Krumhansl–Kessler key (24 major/minor profiles correlated with the duration-weighted
+  pitch-class profile) of the continuation equals the prompt's, or is its relative major/minor;
+- pitch-class r: correlation of the prompt's and the continuation's pitch-class profiles;
+- density ratio: notes/s of the continuation over notes/s of the prompt (1 = same density);
+- polyphony ratio: mean sounding notes, continuation over prompt.
+
+As a yardstick the same figures are given for the performance's own next `--seconds` (what the
+pianist really played), so "as close as the real thing" reads directly.
+
+    python benchmarks/continue_quality.py [--data ../shared/data] [--pieces 8] [--prompt-seconds 20]
+                                          [--seconds 15] [--model PATH] [--temperature 1.0]
+                                          [--controls any|source]
+
+The last line printed is a JSON object with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Krumhansl & Kessler (1982) probe-tone profiles, C major and C minor.
+MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def pc_profile(notes) -> np.ndarray:
+    out = np.zeros(12)
+    np.add.at(out, notes.pitch % 12, notes.dur_ms.astype(float))
+    return out
+
+
+def key_of(notes) -> tuple[int, str]:
+    """(tonic pitch class, "major"|"minor") by Krumhansl–Schmuckler."""
+    prof = pc_profile(notes)
+    best = max(((np.corrcoef(prof, np.roll(ref, t))[0, 1], t, mode)
+                for mode, ref in (("major", MAJOR), ("minor", MINOR)) for t in range(12)))
+    return best[1], best[2]
+
+
+def same_key(a: tuple[int, str], b: tuple[int, str]) -> bool:
+    if a == b:
+        return True
+    (ta, ma), (tb, mb) = a, b
+    rel = (ta + 9) % 12 if ma == "major" else (ta + 3) % 12   # relative minor / major
+    return ma != mb and tb == rel
+
+
+def compare(prompt, cont, prompt_s: float, cont_s: float) -> dict:
+    from tatum.tokenizer import mean_polyphony
+    pa, pb = pc_profile(prompt), pc_profile(cont)
+    ok = len(cont) > 0 and pb.std() > 0
+    return {"key_kept": bool(ok and same_key(key_of(prompt), key_of(cont))),
+            "pc_r": float(np.corrcoef(pa, pb)[0, 1]) if ok else float("nan"),
+            "density_ratio": (len(cont) / cont_s) / max(len(prompt) / prompt_s, 1e-9),
+            "polyphony_ratio": mean_polyphony(cont) / max(mean_polyphony(prompt), 1e-9) if ok else 0.0}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--pieces", type=int, default=8)
+    ap.add_argument("--prompt-seconds", type=float, default=20.0)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: tatum-small)")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--controls", choices=("any", "source"), default="source",
+                    help="density and polyphony buckets: those of the prompt's last window (tatum's "
+                         "default), or ANY")
+    args = ap.parse_args(argv)
+
+    import tatum
+    from tatum.notes import Notes
+
+    root = args.data / "pijama"
+    with open(root / "pijama.csv", newline="") as f:
+        rows = sorted((r for r in csv.DictReader(f) if r["split"] == "val"), key=lambda r: r["midi_filepath"])
+    rows = rows[:: max(1, len(rows) // args.pieces)][: args.pieces]
+    model = tatum.load_model(args.model) if args.model else tatum.load_model()
+    P, C = args.prompt_seconds * 1000, args.seconds * 1000
+    results = []
+    for k, r in enumerate(rows):
+        notes = Notes.from_midi(root / "midi_kong" / r["midi_filepath"].removeprefix("data/midi/"))
+        notes = notes.shift(-notes.start_ms)
+        prompt, real = notes.slice(0, P, clip=True), notes.slice(P, P + C, clip=True)
+        t = time.perf_counter()
+        ctl = None if args.controls == "any" else "source"
+        out = tatum.continue_(prompt, seconds=args.seconds, prompt_seconds=args.prompt_seconds, seed=k,
+                              temperature=args.temperature, density=ctl, polyphony=ctl, model=model)
+        wall = time.perf_counter() - t
+        cont = out.slice(P, P + C, clip=True)
+        row = {"artist": r["artist"], "title": r["title"], "wall_s": wall,
+               "tatum": compare(prompt, cont, args.prompt_seconds, args.seconds),
+               "pianist": compare(prompt, real, args.prompt_seconds, args.seconds)}
+        results.append(row)
+        a, b = row["tatum"], row["pianist"]
+        print(f"{k + 1:2d}/{len(rows)} {r['artist'][:16]:16s} key kept {a['key_kept']!s:5s} (pianist {b['key_kept']!s:5s})  "
+              f"pc r {a['pc_r']:.2f} ({b['pc_r']:.2f})  density × {a['density_ratio']:.2f} ({b['density_ratio']:.2f})  "
+              f"polyphony × {a['polyphony_ratio']:.2f} ({b['polyphony_ratio']:.2f})  {wall:.1f} s", flush=True)
+
+    summary = {"benchmark": "continue_pijama_val", "pieces": len(results), "prompt_seconds": args.prompt_seconds,
+               "seconds": args.seconds, "temperature": args.temperature, "controls": args.controls,
+               "model": args.model or "tatum-small"}
+    for who in ("tatum", "pianist"):
+        xs = [x[who] for x in results]
+        summary[who] = {"key_kept_share": sum(x["key_kept"] for x in xs) / len(xs),
+                        **{f"median_{key}": statistics.median(x[key] for x in xs)
+                           for key in ("pc_r", "density_ratio", "polyphony_ratio")}}
+    summary["median_wall_s"] = statistics.median(x["wall_s"] for x in results)
+    print()
+    for who in ("tatum", "pianist"):
+        s = summary[who]
+        print(f"{who:8s} key kept {s['key_kept_share']:.2f}  pitch-class r {s['median_pc_r']:.2f}  density × "
+              f"{s['median_density_ratio']:.2f}  polyphony × {s['median_polyphony_ratio']:.2f}")
+    summary["rows"] = results
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
