@@ -164,8 +164,9 @@ def run_plan(engine: Engine, piece: Piece, plan: list[Pass], cond: Conditioning,
              on_pass: Callable[[int, int], None] | None = None) -> Piece:
     """Apply each pass of `plan` to the windows in [start, stop) that are not in `keep`.
 
-    With `melody` (window index → its tune), skyline passes are harmonizations (the model is shown
-    that tune and groups start under its notes), and after every pass the tune is laid back on top.
+    With `melody` (window index → its tune), skyline passes show the model that tune as the window's
+    skyline, and after every pass the tune is laid back on top. `harmonize` adds the chord rule
+    (groups start under the tune's notes).
     """
     check_plan(plan, engine.tok)
     for k, p in enumerate(plan):
@@ -175,7 +176,7 @@ def run_plan(engine: Engine, piece: Piece, plan: list[Pass], cond: Conditioning,
         anchored = melody is not None and p.corruption == "skyline"
         if targets:
             engine.run_pass(piece, p, cond, targets, seed=int(rng.integers(2**31)), order=order,
-                            harmonize=harmonize or anchored, inputs=melody if anchored else inputs)
+                            harmonize=harmonize, inputs=melody if anchored else inputs)
         if melody is not None:
             for t in targets:
                 if t in melody:

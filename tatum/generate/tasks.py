@@ -143,7 +143,7 @@ def harmonize(melody: Notes | str | os.PathLike, style: StyleArg = "jazz", artis
     lines = {i: piece.window_notes(i) for i in range(len(piece))}
     s = _seed(seed)
     for k in range(passes):
-        run_plan(eng, piece, [Pass("skyline", 1.0)], cond, seed=s + k, melody=lines)
+        run_plan(eng, piece, [Pass("skyline", 1.0)], cond, seed=s + k, harmonize=True, melody=lines)
         if on_pass is not None:
             on_pass(k, len(piece))
     return piece.notes()
