@@ -4,8 +4,8 @@ jazz piano? Measured with plain symbolic statistics, none of them from the model
 For each of `--pieces` evenly spaced pianolatron **val** rolls (never trained on), the first
 `--seconds` are improvised with `tatum.improvise(style="jazz", plan=--plan, seed=k)` twice: with the
 tune kept on top (`keep_melody=True`, the default) and with ImprovNet's free skyline passes
-(`keep_melody=False`). Only the rewritten windows are measured (after the kept opening, before the
-kept last window).
+(`keep_melody=False`), with no windows preserved for structure. Only the rewritten windows are
+measured (after the kept opening, before the kept last window).
 
 - tune kept: share of the original's skyline notes (each 5 s window's top line) that the result
   still plays (same pitch, onset within 50 ms);
@@ -110,6 +110,9 @@ def main(argv=None) -> dict:
         piece = Piece.from_notes(notes)
         first = 2                                      # keep_first_s = 10 s
         last = len(piece) - 1                          # the last window is kept
+        if last <= first:
+            print(f"{k + 1}/{len(refs)} {ref.title[:40]}: shorter than 4 windows, skipped")
+            continue
         a, b = piece.origin_ms + first * tk.SEGMENT_MS, piece.origin_ms + last * tk.SEGMENT_MS
         tune = Notes.merge([skyline_notes(piece.window_notes(i)).shift(piece.origin_ms + i * tk.SEGMENT_MS)
                             for i in range(first, last)])
@@ -119,7 +122,7 @@ def main(argv=None) -> dict:
         for label, keep in (("kept", True), ("free", False)):
             t = time.perf_counter()
             out = tatum.improvise(notes, style="jazz", artist=args.artist, plan=args.plan, seed=k,
-                                  keep_melody=keep, model=model)
+                                  keep_melody=keep, preserve_structure=0, model=model)
             wall = time.perf_counter() - t
             mid = out.slice(a, b, clip=True)
             row[label] = {"tune_kept": tune_kept(tune, mid), "chroma_r": chroma_r(orig, mid, a, b),
@@ -143,6 +146,9 @@ def main(argv=None) -> dict:
         ref_rows.append(texture(n.slice(n.start_ms + 10_000, n.start_ms + args.seconds * 1000, clip=True),
                                 args.seconds - 10))
 
+    if not rows or not ref_rows:
+        raise SystemExit("no pianolatron val piece long enough" if not rows
+                         else f"no PiJAMA val performance by {args.artist!r}")
     med = lambda xs, key: statistics.median(x[key] for x in xs)  # noqa: E731
     summary = {"benchmark": "improvise_quality_pianolatron_val", "pieces": len(rows), "seconds": args.seconds,
                "plan": args.plan, "artist": args.artist, "model": args.model or "shipped"}

@@ -289,10 +289,17 @@ class Tokenizer:
         return self._ids[f"corrupt:{name}"]
 
     def density_id(self, bucket: int | None) -> int:
-        return self._ids["density:any" if bucket is None else f"density:{bucket}"]
+        return self._control("density", bucket, len(DENSITY_EDGES))
 
     def polyphony_id(self, bucket: int | None) -> int:
-        return self._ids["poly:any" if bucket is None else f"poly:{bucket}"]
+        return self._control("poly", bucket, len(POLYPHONY_EDGES))
+
+    def _control(self, kind: str, bucket: int | None, top: int) -> int:
+        key = f"{kind}:any" if bucket is None else f"{kind}:{bucket}"
+        if key not in self._ids:
+            name = "density" if kind == "density" else "polyphony"
+            raise TatumError(f"{name} bucket must be 0–{top}, 'any' or 'source', not {bucket!r}")
+        return self._ids[key]
 
     @property
     def null_style(self) -> int:

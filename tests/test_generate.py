@@ -396,8 +396,28 @@ def tune_kept(piece: Notes, out: Notes, windows: range) -> float:
     return sum(w in have for w in want) / len(want)
 
 
-def test_improvise_keeps_the_tune_on_top_through_every_pass_unless_freed(pair, piece40):
-    kept = tasks.improvise(piece40, plan="improvnet", seed=2, preserve_structure=0, model=pair)
+def test_improvise_keeps_the_tune_on_top_through_every_pass_unless_freed(pair, piece40, monkeypatch):
+    shown, after, live = [], [], {}
+    rows_for = engine_mod.Engine.rows_for
+
+    def spy_rows(self, piece, targets, names, cond, rng, right_context=None, harmonize=False, inputs=None):
+        shown.append((names[0], inputs))
+        live["piece"] = piece
+        return rows_for(self, piece, targets, names, cond, rng, right_context, harmonize, inputs)
+
+    monkeypatch.setattr(engine_mod.Engine, "rows_for", spy_rows)
+    kept = tasks.improvise(piece40, plan="improvnet", seed=2, preserve_structure=0, model=pair,
+                           on_pass=lambda k, n: after.append(tune_kept(piece40, live["piece"].notes(), range(2, 7))))
+    monkeypatch.setattr(engine_mod.Engine, "rows_for", rows_for)
+    # Skyline passes are shown the piece's own tune; other corruptions corrupt the current window.
+    tune = Piece.from_notes(piece40)
+    for name, inputs in shown:
+        if name == "skyline":
+            assert inputs is not None and same(inputs[3], skyline_notes(tune.window_notes(3)))
+        else:
+            assert inputs is None
+    assert "skyline" in {n for n, _ in shown} and len({n for n, _ in shown}) > 1
+    assert after == [1.0] * 10          # the tune is back on top after every one of the ten passes
     free = tasks.improvise(piece40, plan="improvnet", seed=2, preserve_structure=0, keep_melody=False, model=pair)
     rewritten = range(2, 7)   # keep_first_s=10 keeps windows 0–1; the last window (7) is kept too
     assert tune_kept(piece40, kept, rewritten) == 1.0
@@ -590,6 +610,12 @@ def test_continue_takes_density_and_polyphony_from_the_prompt_unless_told(pair, 
     seen.clear()
     tasks.continue_(piece40, 5, prompt_seconds=10, seed=1, density=None, polyphony=3, model=pair)
     assert seen == [(None, 3)]
+    # A prompt that ends in silence takes its texture from its last window with notes.
+    seen.clear()
+    opening = piece40.slice(0, 5_000, clip=True)
+    tasks.continue_(opening, 5, prompt_seconds=10, seed=1, model=pair)
+    first = Piece.from_notes(opening, 0).window_notes(0)
+    assert seen == [(tk.density_bucket(len(first)), tk.polyphony_bucket(first))]
 
 
 @pytest.mark.parametrize("seconds", [0, -5])
@@ -675,7 +701,8 @@ def cli_runs(ckpt, piece40, tmp_path_factory) -> dict:
         "infill": _start("infill", d / "in.mid", "-o", d / "fill.mid", *m, "--start", 500, "--end", 600),
         "harmonize": _start("harmonize", d / "chordal.mid", "-o", d / "harm.mid", *m, "--passes", 1),
         "continue": _start("continue", d / "in.mid", "-o", d / "cont.mid", *m, "--prompt-seconds", 10,
-                           "--seconds", 5),
+                           "--seconds", 5, "--density", "any", "--polyphony", "source"),
+        "bucket": _start("continue", d / "in.mid", "-o", d / "bucket.mid", *m, "--density", 9),
     }
     runs = {k: _finish(p) for k, p in jobs.items()}
     runs["dir"] = d
@@ -743,3 +770,9 @@ def test_cli_continue(cli_runs):
     assert r.returncode == 0, r.stderr[-2000:]
     out = Notes.from_midi(cli_runs["dir"] / "cont.mid")
     assert len(out) and out.onset_ms.max() < 15_000 + 5
+
+
+def test_cli_a_control_bucket_out_of_range_is_one_error_line(cli_runs):
+    line = error_line(cli_runs["bucket"])
+    assert "density bucket must be 0–7" in line and "9" in line
+    assert not (cli_runs["dir"] / "bucket.mid").exists()

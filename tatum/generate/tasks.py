@@ -95,7 +95,8 @@ def improvise(notes: Notes | str | os.PathLike, style: StyleArg = "jazz", artist
     start = min(int(math.ceil(keep_first_s * 1000 / tk.SEGMENT_MS)), max(0, n - 2))
     stop = n - 1 if keep_last and n > 1 else n
     keep = preserved_segments([piece.window_notes(i) for i in range(n)], preserve_structure)
-    melody = {i: skyline_notes(piece.window_notes(i)) for i in range(n)} if keep_melody else None
+    tunes = {i: skyline_notes(piece.window_notes(i)) for i in range(n)} if keep_melody else {}
+    melody = {i: tune for i, tune in tunes.items() if len(tune)} if keep_melody else None
     run_plan(eng, piece, steps, cond, start=start, stop=stop, keep=keep, seed=_seed(seed), order=order,
              melody=melody, on_pass=on_pass)
     return piece.notes()
@@ -180,10 +181,13 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: S
     while len(piece.windows) < first_new + n_new:
         piece.windows.append(np.zeros(0, dtype=np.int64))
     eng = _engine(model, artist, Sampling(temperature, top_k, top_p, guidance, seed), (context, 0))
-    # "source" here means the prompt: the new windows are empty, so take the buckets of its last window.
-    last = piece.window_notes(first_new - 1)
-    density = tk.density_bucket(len(last)) if density == "source" else density
-    polyphony = tk.polyphony_bucket(last) if polyphony == "source" else polyphony
+    # "source" here means the prompt: the new windows are empty, so take the buckets of its last
+    # window that has notes (none: let the model choose).
+    last = next((w for w in map(piece.window_notes, range(first_new - 1, -1, -1)) if len(w)), None)
+    if density == "source":
+        density = None if last is None else tk.density_bucket(len(last))
+    if polyphony == "source":
+        polyphony = None if last is None else tk.polyphony_bucket(last)
     cond = Conditioning(_mix(eng.tok, style, "style"), _mix(eng.tok, artist, "artist"), density, polyphony)
     s = _seed(seed)
     for k, i in enumerate(range(first_new, first_new + n_new)):
