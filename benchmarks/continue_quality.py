@@ -23,7 +23,6 @@ The last line printed is a JSON object with the results.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import time
@@ -31,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from valset import DEFAULT_DATA, pijama_val
+
 # Krumhansl & Kessler (1982) probe-tone profiles, C major and C minor.
 MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
@@ -85,15 +85,12 @@ def main(argv=None) -> dict:
     import tatum
     from tatum.notes import Notes
 
-    root = args.data / "pijama"
-    with open(root / "pijama.csv", newline="") as f:
-        rows = sorted((r for r in csv.DictReader(f) if r["split"] == "val"), key=lambda r: r["midi_filepath"])
-    rows = rows[:: max(1, len(rows) // args.pieces)][: args.pieces]
+    rows = pijama_val(args.data, args.pieces)
     model = tatum.load_model(args.model) if args.model else tatum.load_model()
     P, C = args.prompt_seconds * 1000, args.seconds * 1000
     results = []
-    for k, r in enumerate(rows):
-        notes = Notes.from_midi(root / "midi_kong" / r["midi_filepath"].removeprefix("data/midi/"))
+    for k, (r, path) in enumerate(rows):
+        notes = Notes.from_midi(path)
         notes = notes.shift(-notes.start_ms)
         prompt, real = notes.slice(0, P, clip=True), notes.slice(P, P + C, clip=True)
         t = time.perf_counter()

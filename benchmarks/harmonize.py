@@ -22,23 +22,12 @@ The last line printed is a JSON object with the results.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def melody_kept(melody, result, tol_ms: int = 50) -> float:
-    hits = 0
-    for o, p in zip(melody.onset_ms.tolist(), melody.pitch.tolist()):
-        same = result.onset_ms[result.pitch == p].astype(np.int64)
-        hits += bool(len(same) and np.min(np.abs(same - o)) <= tol_ms)
-    return hits / max(len(melody), 1)
+from valset import DEFAULT_DATA, melody_kept, pijama_val
 
 
 def main(argv=None) -> dict:
@@ -56,14 +45,11 @@ def main(argv=None) -> dict:
     from tatum.notes import Notes
     from tatum.tokenizer import mean_polyphony, polyphony_rate
 
-    root = args.data / "pijama"
-    with open(root / "pijama.csv", newline="") as f:
-        rows = sorted((r for r in csv.DictReader(f) if r["split"] == "val"), key=lambda r: r["midi_filepath"])
-    rows = rows[:: max(1, len(rows) // args.pieces)][: args.pieces]
+    rows = pijama_val(args.data, args.pieces)
     model = tatum.load_model(args.model) if args.model else tatum.load_model()
     results = []
-    for k, r in enumerate(rows):
-        notes = Notes.from_midi(root / "midi_kong" / r["midi_filepath"].removeprefix("data/midi/"))
+    for k, (r, path) in enumerate(rows):
+        notes = Notes.from_midi(path)
         t0 = notes.start_ms
         melody = skyline_notes(notes.slice(t0, t0 + args.seconds * 1000, clip=True).shift(-t0))
         t = time.perf_counter()

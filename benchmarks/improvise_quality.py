@@ -26,7 +26,6 @@ The last line printed is a JSON object with the results.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import time
@@ -34,16 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from valset import DEFAULT_DATA, melody_kept, pijama_val
+
 FRAME_MS = 1000
-
-
-def tune_kept(tune, result, tol_ms: int = 50) -> float:
-    hits = 0
-    for o, p in zip(tune.onset_ms.tolist(), tune.pitch.tolist()):
-        same = result.onset_ms[result.pitch == p].astype(np.int64)
-        hits += bool(len(same) and np.min(np.abs(same - o)) <= tol_ms)
-    return hits / max(len(tune), 1)
 
 
 def chroma(notes, t0: int, t1: int) -> np.ndarray:
@@ -125,7 +117,7 @@ def main(argv=None) -> dict:
                                   keep_melody=keep, preserve_structure=0, model=model)
             wall = time.perf_counter() - t
             mid = out.slice(a, b, clip=True)
-            row[label] = {"tune_kept": tune_kept(tune, mid), "chroma_r": chroma_r(orig, mid, a, b),
+            row[label] = {"tune_kept": melody_kept(tune, mid), "chroma_r": chroma_r(orig, mid, a, b),
                           **texture(mid, span), "wall_s": wall}
         rows.append(row)
         o, kk, ff = row["original"], row["kept"], row["free"]
@@ -134,15 +126,9 @@ def main(argv=None) -> dict:
               f"{kk['notes_per_s']:.1f} / {ff['notes_per_s']:.1f}  rich {o['rich_chords']:.2f} → "
               f"{kk['rich_chords']:.2f} / {ff['rich_chords']:.2f}  (kept / free)", flush=True)
 
-    root = args.data / "pijama"
-    with open(root / "pijama.csv", newline="") as f:
-        jazz = sorted((r for r in csv.DictReader(f) if r["split"] == "val"
-                       and (args.artist is None or r["artist"].casefold() == args.artist.casefold())),
-                      key=lambda r: r["midi_filepath"])
-    jazz = jazz[:: max(1, len(jazz) // args.pieces)][: args.pieces]
     ref_rows = []
-    for r in jazz:
-        n = Notes.from_midi(root / "midi_kong" / r["midi_filepath"].removeprefix("data/midi/"))
+    for _, path in pijama_val(args.data, args.pieces, args.artist):
+        n = Notes.from_midi(path)
         ref_rows.append(texture(n.slice(n.start_ms + 10_000, n.start_ms + args.seconds * 1000, clip=True),
                                 args.seconds - 10))
 
