@@ -1,0 +1,73 @@
+"""Every generation verb with the shipped default model on a PiJAMA val performance (never trained
+on): a valid MIDI that lines up with the input, and a piano roll. Skips without the shared data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tatum.notes import Notes
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COLUMNS": "80"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def runs(pijama_val_files, tmp_path_factory) -> dict:
+    """The four verbs side by side on the first 25 s of one val performance, with the shipped model."""
+    d = tmp_path_factory.mktemp("shipped")
+    full = Notes.from_midi(pijama_val_files[len(pijama_val_files) // 2])
+    piece = full.slice(full.start_ms, full.start_ms + 25_000, clip=True).shift(-full.start_ms)
+    piece.to_midi(d / "in.mid")
+    common = ("--seed", "1", "--png")
+    args = {
+        "improvise": ("improvise", d / "in.mid", "-o", d / "improvise.mid", *common, d / "improvise.png",
+                      "--artist", "Art Tatum"),
+        "harmonize": ("harmonize", d / "in.mid", "-o", d / "harmonize.mid", *common, d / "harmonize.png",
+                      "--passes", "1"),
+        "continue": ("continue", d / "in.mid", "-o", d / "continue.mid", *common, d / "continue.png",
+                     "--prompt-seconds", "15", "--seconds", "5"),
+        "infill": ("infill", d / "in.mid", "-o", d / "infill.mid", *common, d / "infill.png",
+                   "--start", "10", "--end", "15"),
+    }
+    procs = {k: subprocess.Popen([sys.executable, "-m", "tatum.cli", *map(str, a)], cwd=ROOT, env=ENV,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k, a in args.items()}
+    out = {k: p.communicate(timeout=600) + (p.returncode,) for k, p in procs.items()}
+    return {"dir": d, "piece": piece, "out": out}
+
+
+@pytest.mark.parametrize("verb", ["improvise", "harmonize", "continue", "infill"])
+def test_each_verb_writes_midi_and_png_with_the_shipped_model(runs, verb):
+    _, err, code = runs["out"][verb]
+    assert code == 0, err[-2000:]
+    assert "Traceback" not in err
+    d, piece = runs["dir"], runs["piece"]
+    result = Notes.from_midi(d / f"{verb}.mid")
+    assert len(result) > 20
+    assert 21 <= result.pitch.min() and result.pitch.max() <= 108
+    if verb == "continue":
+        assert 15 <= result.duration_s <= 21
+    else:
+        assert abs(result.duration_s - piece.duration_s) < 5.5      # lines up with the input
+    png = (d / f"{verb}.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 10_000
+
+
+def test_improvise_keeps_the_opening_and_the_tune(runs):
+    d, piece = runs["dir"], runs["piece"]
+    result = Notes.from_midi(d / "improvise.mid")
+    assert runs["out"]["improvise"][2] == 0
+    # The first 10 s are kept as played (to the 10 ms grid).
+    a = piece.slice(0, 9_000, clip=False)
+    b = result.slice(0, 9_000, clip=False)
+    assert abs(len(a) - len(b)) <= 2
+    # And the rest is new music, not a copy.
+    tail_a, tail_b = piece.slice(10_000, 20_000), result.slice(10_000, 20_000)
+    assert set(zip(tail_a.onset_ms.tolist(), tail_a.pitch.tolist())) != set(zip(tail_b.onset_ms.tolist(),
+                                                                                 tail_b.pitch.tolist()))
