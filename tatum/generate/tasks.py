@@ -95,8 +95,10 @@ def improvise(notes: Notes | str | os.PathLike, style: StyleArg = "jazz", artist
     start = min(int(math.ceil(keep_first_s * 1000 / tk.SEGMENT_MS)), max(0, n - 2))
     stop = n - 1 if keep_last and n > 1 else n
     keep = preserved_segments([piece.window_notes(i) for i in range(n)], preserve_structure)
-    tunes = {i: skyline_notes(piece.window_notes(i)) for i in range(n)} if keep_melody else {}
-    melody = {i: tune for i, tune in tunes.items() if len(tune)} if keep_melody else None
+    melody = None
+    if keep_melody:   # each window's tune; windows without one are left to the plain corruption
+        tunes = ((i, skyline_notes(piece.window_notes(i))) for i in range(n))
+        melody = {i: tune for i, tune in tunes if len(tune)}
     run_plan(eng, piece, steps, cond, start=start, stop=stop, keep=keep, seed=_seed(seed), order=order,
              melody=melody, on_pass=on_pass)
     return piece.notes()
