@@ -15,7 +15,7 @@ pianist really played), so "as close as the real thing" reads directly.
 
     python benchmarks/continue_quality.py [--data ../shared/data] [--pieces 8] [--prompt-seconds 20]
                                           [--seconds 15] [--model PATH] [--temperature 1.0]
-                                          [--controls any|source]
+                                          [--controls any|source] [--guidance 2]
 
 The last line printed is a JSON object with the results.
 """
@@ -77,6 +77,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: tatum-small)")
     ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--guidance", type=float, default=2.0,
+                    help="classifier-free guidance toward the style and the density/polyphony controls "
+                         "(tatum continue's default)")
     ap.add_argument("--controls", choices=("any", "source"), default="source",
                     help="density and polyphony buckets: those of the prompt's last window (tatum's "
                          "default), or ANY")
@@ -96,7 +99,7 @@ def main(argv=None) -> dict:
         t = time.perf_counter()
         ctl = None if args.controls == "any" else "source"
         out = tatum.continue_(prompt, seconds=args.seconds, prompt_seconds=args.prompt_seconds, seed=k,
-                              temperature=args.temperature, density=ctl, polyphony=ctl, model=model)
+                              temperature=args.temperature, guidance=args.guidance, density=ctl, polyphony=ctl, model=model)
         wall = time.perf_counter() - t
         cont = out.slice(P, P + C, clip=True)
         row = {"artist": r["artist"], "title": r["title"], "wall_s": wall,
@@ -109,7 +112,7 @@ def main(argv=None) -> dict:
               f"polyphony × {a['polyphony_ratio']:.2f} ({b['polyphony_ratio']:.2f})  {wall:.1f} s", flush=True)
 
     summary = {"benchmark": "continue_pijama_val", "pieces": len(results), "prompt_seconds": args.prompt_seconds,
-               "seconds": args.seconds, "temperature": args.temperature, "controls": args.controls,
+               "seconds": args.seconds, "temperature": args.temperature, "guidance": args.guidance, "controls": args.controls,
                "model": args.model or "tatum-small"}
     for who in ("tatum", "pianist"):
         xs = [x[who] for x in results]

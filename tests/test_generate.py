@@ -309,7 +309,12 @@ def test_guidance_decodes_cond_and_null_rows_together(model, tok, rows, monkeypa
     monkeypatch.setattr(model, "encode", spy)
     jazz, classical = tok.genre_id("jazz"), tok.genre_id("classical")
     style = Style(genre={jazz: 0.7, classical: 0.3})
-    out = decode_rows(model, rows, Sampling(seed=3, guidance=1.5), style, tok.null_style)
+    any_controls = (tok.density_id(None), tok.polyphony_id(None))
+    rows = [Row(r.enc.copy()) for r in rows]
+    for r in rows:                      # rows that ask for a texture
+        r.enc[2:4] = tok.density_id(3), tok.polyphony_id(2)
+    out = decode_rows(model, rows, Sampling(seed=3, guidance=1.5), style, tok.null_style,
+                      any_controls=any_controls)
     for ids in out:
         check_row(ids)
     (enc, mixes), = seen
@@ -317,8 +322,9 @@ def test_guidance_decodes_cond_and_null_rows_together(model, tok, rows, monkeypa
     assert enc.shape == (2 * n, max(len(r.enc) for r in rows))
     for i, r in enumerate(rows):
         assert enc[i, :len(r.enc)].tolist() == r.enc.tolist()
-        assert enc[n + i, :2].tolist() == [tok.null_style, tok.null_style]
-        assert enc[n + i, 2:len(r.enc)].tolist() == r.enc[2:].tolist()
+        # The unconditional copy drops the style to NULL and the density/polyphony asked for to ANY.
+        assert enc[n + i, :4].tolist() == [tok.null_style, tok.null_style, *any_controls]
+        assert enc[n + i, 4:len(r.enc)].tolist() == r.enc[4:].tolist()
     (pos, ids, w), = mixes
     assert pos == 0 and ids.tolist() == [jazz, classical, tok.null_style]
     torch.testing.assert_close(w[:n], torch.tensor([[0.7, 0.3, 0.0]]).expand(n, 3))
@@ -616,6 +622,23 @@ def test_continue_takes_density_and_polyphony_from_the_prompt_unless_told(pair, 
     tasks.continue_(opening, 5, prompt_seconds=10, seed=1, model=pair)
     first = Piece.from_notes(opening, 0).window_notes(0)
     assert seen == [(tk.density_bucket(len(first)), tk.polyphony_bucket(first))]
+
+
+def test_continue_guides_toward_its_controls_by_default(pair, piece40, monkeypatch):
+    seen = []
+    real = engine_mod.decode_rows
+
+    def spy(model, rows, sampling, *args, **kwargs):
+        seen.append((sampling.guidance, kwargs.get("any_controls")))
+        return real(model, rows, sampling, *args, **kwargs)
+
+    monkeypatch.setattr(engine_mod, "decode_rows", spy)
+    _, tok = pair
+    tasks.continue_(piece40, 5, prompt_seconds=10, seed=1, model=pair)
+    assert seen == [(2.0, (tok.density_id(None), tok.polyphony_id(None)))]
+    seen.clear()
+    tasks.continue_(piece40, 5, prompt_seconds=10, seed=1, guidance=0.0, model=pair)
+    assert seen[0][0] == 0.0
 
 
 @pytest.mark.parametrize("seconds", [0, -5])

@@ -47,11 +47,13 @@ def _mixes(style: Style, rows: int, cond: int, null_id: int, device) -> list:
 @torch.no_grad()
 def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Style | None = None,
                 null_id: int | None = None, gen: torch.Generator | None = None,
-                chord_size: int = 3, max_tokens: int | None = None) -> list[np.ndarray]:
+                chord_size: int = 3, max_tokens: int | None = None,
+                any_controls: tuple[int, int] | None = None) -> list[np.ndarray]:
     """Decode every row to the note tokens of a segment (BOS and EOS stripped).
 
     With guidance, each row is decoded twice in the same batch, the second time with its genre and
-    artist set to NULL_STYLE, and the two logits are mixed; both copies receive the sampled token.
+    artist set to NULL_STYLE (and, given `any_controls`, its density and polyphony set to those ANY
+    ids), and the two logits are mixed; both copies receive the sampled token.
     """
     if not rows:
         return []
@@ -65,6 +67,10 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
         for e in encs:
             u = e.copy()
             u[0] = u[1] = null_id
+            if any_controls is not None:
+                # Training drops the controls to ANY as it drops the style to NULL, so guidance can
+                # push toward the asked-for density and polyphony the same way as toward the style.
+                u[2], u[3] = any_controls
             uncond.append(u)
         encs = encs + uncond
     width = max(len(e) for e in encs)

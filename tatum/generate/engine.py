@@ -129,7 +129,8 @@ class Engine:
         for k in range(0, len(rows), self.batch_size):
             gen = self.sampling.generator(salt * 7919 + k)
             out += decode_rows(self.model, rows[k:k + self.batch_size], self.sampling, style,
-                               self.tok.null_style, gen, chord_size=self.chord_size)
+                               self.tok.null_style, gen, chord_size=self.chord_size,
+                               any_controls=(self.tok.density_id(None), self.tok.polyphony_id(None)))
         return out
 
     def run_pass(self, piece: Piece, p: Pass, cond: Conditioning, targets: list[int], seed: int,
