@@ -279,6 +279,8 @@ def harmonize_cmd(
     artist: Artist = None,
     passes: int = typer.Option(5, help="Skyline passes."),
     chord_size: int = typer.Option(3, help="Notes forced under each melody note (the chord rule)."),
+    chord_gap: int = typer.Option(0, help="Force chords only under melody notes at least this many ms apart "
+                                          "(0: under every note; 300–600 thins fast tunes)."),
     polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5 to keep chords from getting too thick."),
     temperature: Temperature = 1.0,
     top_k: TopK = 50,
@@ -298,7 +300,7 @@ def harmonize_cmd(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = harmonize(run.notes, _style_arg(style), _style_arg(artist), passes=passes,
-                               chord_size=chord_size, polyphony=_controls(polyphony), temperature=temperature,
+                               chord_size=chord_size, chord_gap_ms=chord_gap, polyphony=_controls(polyphony), temperature=temperature,
                                top_k=top_k, guidance=guidance, seed=seed, model=model, on_pass=run.on_pass)
     for w in caught:
         console.print(f"tatum: warning: {inp}: {w.message}", highlight=False, markup=False, soft_wrap=True)

@@ -557,6 +557,25 @@ def test_harmonize_adds_chords_under_the_melody(pair):
     assert checked >= 1
 
 
+def test_chord_gap_thins_the_onsets_the_chord_rule_serves(pair, monkeypatch):
+    assert engine_mod.thin_onsets({0: 60, 10: 62, 25: 64, 31: 65, 60: 67}, 0) == {0: 60, 10: 62, 25: 64, 31: 65, 60: 67}
+    # Greedy from the first onset: each served onset is at least 30 steps (300 ms) after the last served.
+    assert engine_mod.thin_onsets({0: 60, 10: 62, 25: 64, 31: 65, 61: 67}, 30) == {0: 60, 31: 65, 61: 67}
+    served = []
+    real = engine_mod.decode_rows
+
+    def spy(model, rows, *args, **kwargs):
+        served.extend(sorted(r.melody) for r in rows)
+        return real(model, rows, *args, **kwargs)
+
+    monkeypatch.setattr(engine_mod, "decode_rows", spy)
+    mel = melody_line(steps=(300, 400, 600, 1400, 1500, 2600))   # grid steps of one window's line
+    tasks.harmonize(mel, passes=1, chord_gap_ms=500, seed=0, model=pair)
+    assert served and all(b - a >= 50 for onsets in served for a, b in zip(onsets, onsets[1:]))
+    with pytest.raises(TatumError, match="chord-gap"):
+        tasks.harmonize(mel, passes=1, chord_gap_ms=-1, model=pair)
+
+
 def test_harmonize_keeps_every_melody_onset(pair):
     mel = melody_line()
     out = tasks.harmonize(mel, passes=2, seed=0, model=pair)

@@ -101,6 +101,7 @@ class Engine:
     context: tuple[int, int] = (5, 5)
     batch_size: int = 16
     chord_size: int = 3
+    chord_gap_ms: int = 0    # the chord rule serves melody onsets at least this far apart (0: all)
 
     def rows_for(self, piece: Piece, targets: list[int], names: list[str], cond: Conditioning,
                  rng: np.random.Generator, right_context: dict[int, list[np.ndarray]] | None = None,
@@ -121,6 +122,7 @@ class Engine:
                 melody = {}
                 for o, p in zip((line.onset_ms // tk.GRID_MS).tolist(), line.pitch.tolist()):
                     melody[o] = max(p, melody.get(o, 0))
+                melody = thin_onsets(melody, self.chord_gap_ms // tk.GRID_MS)
             rows.append(Row(enc, melody))
         return rows, style
 
@@ -229,3 +231,17 @@ def parse_plan(spec: str) -> list[Pass]:
     if not passes:
         raise TatumError(f"empty plan {spec!r}; known plans: {', '.join(PLANS)}")
     return passes
+
+
+def thin_onsets(melody: dict[int, int], gap: int) -> dict[int, int]:
+    """The melody onsets (grid steps) the chord rule serves: greedily, each at least `gap` steps after
+    the last one served. A chord under every note of a fast line is a wall of notes; pianists comp
+    on the stronger, sparser onsets and let the passing notes pass."""
+    if gap <= 0:
+        return melody
+    out, last = {}, None
+    for step in sorted(melody):
+        if last is None or step - last >= gap:
+            out[step], last = melody[step], step
+    return out
+
