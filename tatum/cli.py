@@ -300,8 +300,9 @@ def harmonize_cmd(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = harmonize(run.notes, _style_arg(style), _style_arg(artist), passes=passes,
-                               chord_size=chord_size, chord_gap_ms=chord_gap, polyphony=_controls(polyphony), temperature=temperature,
-                               top_k=top_k, guidance=guidance, seed=seed, model=model, on_pass=run.on_pass)
+                               chord_size=chord_size, chord_gap_ms=chord_gap, polyphony=_controls(polyphony),
+                               temperature=temperature, top_k=top_k, guidance=guidance, seed=seed, model=model,
+                               on_pass=run.on_pass)
     for w in caught:
         console.print(f"tatum: warning: {inp}: {w.message}", highlight=False, markup=False, soft_wrap=True)
     run.write(result)

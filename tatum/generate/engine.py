@@ -244,4 +244,3 @@ def thin_onsets(melody: dict[int, int], gap: int) -> dict[int, int]:
         if last is None or step - last >= gap:
             out[step], last = melody[step], step
     return out
-
