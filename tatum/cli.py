@@ -279,8 +279,8 @@ def harmonize_cmd(
     artist: Artist = None,
     passes: int = typer.Option(5, help="Skyline passes."),
     chord_size: int = typer.Option(3, help="Notes forced under each melody note (the chord rule)."),
-    chord_gap: int = typer.Option(0, help="Force chords only under melody notes at least this many ms apart "
-                                          "(0: under every note; 300–600 thins fast tunes)."),
+    chord_gap: int = typer.Option(600, help="Force chords only under melody notes at least this many ms apart, "
+                                            "held at least as long (0: a chord under every note)."),
     polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5 to keep chords from getting too thick."),
     temperature: Temperature = 1.0,
     top_k: TopK = 50,

@@ -262,6 +262,16 @@ def test_grammar_moves_on_after_ten_notes_in_one_group():
     assert not on[:56].any() and on[56:].all(), "an eleventh note must start a new group"
 
 
+def test_grammar_holds_the_chords_at_melody_onsets_with_chord_hold():
+    g = Grammar(1, tk.NOTE_END + 40, melody_onsets=[{100: 72, 300: 74}], chord_size=3, chord_hold=40)
+    g.advance(torch.tensor([tk.ONSET0 + 40]))     # a free note before the melody: any duration
+    assert g.allowed()[0, tk.DUR0:tk.PV0].all()
+    for t in (tk.DUR0, tk.PV0, tk.ONSET0 + 100):  # ...then the chord at the melody onset
+        g.advance(torch.tensor([t]))
+    dur = g.allowed()[0, tk.DUR0:tk.PV0]
+    assert not dur[:39].any() and dur[39:].all()  # at least 40 steps (400 ms)
+
+
 def test_grammar_holds_onsets_in_the_chord_until_it_is_full():
     def onset(g, step):
         for t in (tk.ONSET0 + step, tk.DUR0, tk.PV0):
@@ -545,7 +555,7 @@ def test_harmonize_adds_chords_under_the_melody(pair):
     limit_notes = (pair[0].cfg.max_dec_len - 1) // 3
     checked = 0
     for seed in range(3):  # the random model sometimes fills a window up to the limit; those are skipped
-        out = tasks.harmonize(mel, passes=1, chord_size=3, seed=seed, model=pair)
+        out = tasks.harmonize(mel, passes=1, chord_size=3, chord_gap_ms=0, seed=seed, model=pair)
         assert tk.mean_polyphony(out) > tk.mean_polyphony(mel) == 1.0
         # One pass: the chord rule saw the given melody, so every group starting by a melody note is a chord.
         for w, seg in enumerate(tk.split_segments(out, mel.start_ms)):

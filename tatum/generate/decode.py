@@ -48,7 +48,7 @@ def _mixes(style: Style, rows: int, cond: int, null_id: int, device) -> list:
 def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Style | None = None,
                 null_id: int | None = None, gen: torch.Generator | None = None,
                 chord_size: int = 3, max_tokens: int | None = None,
-                any_controls: tuple[int, int] | None = None) -> list[np.ndarray]:
+                any_controls: tuple[int, int] | None = None, chord_hold: int = 0) -> list[np.ndarray]:
     """Decode every row to the note tokens of a segment (BOS and EOS stripped).
 
     With guidance, each row is decoded twice in the same batch, the second time with its genre and
@@ -84,7 +84,8 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     cache = model.start(*encoded, max_len=limit + 1)
     melody = [r.melody for r in rows]
     grammar = Grammar(n, model.cfg.vocab_size, device,
-                      melody_onsets=melody if any(m for m in melody) else None, chord_size=chord_size)
+                      melody_onsets=melody if any(m for m in melody) else None, chord_size=chord_size,
+                      chord_hold=chord_hold)
     gen = gen or sampling.generator()
     out = [[] for _ in range(n)]
     alive = torch.arange(n)            # original row index of each live row

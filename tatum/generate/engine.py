@@ -101,7 +101,8 @@ class Engine:
     context: tuple[int, int] = (5, 5)
     batch_size: int = 16
     chord_size: int = 3
-    chord_gap_ms: int = 0    # the chord rule serves melody onsets at least this far apart (0: all)
+    chord_gap_ms: int = 0    # the chord rule serves melody onsets at least this far apart (0: all),
+                             # and holds those chords at least as long (harmonize sets it)
 
     def rows_for(self, piece: Piece, targets: list[int], names: list[str], cond: Conditioning,
                  rng: np.random.Generator, right_context: dict[int, list[np.ndarray]] | None = None,
@@ -132,7 +133,8 @@ class Engine:
             gen = self.sampling.generator(salt * 7919 + k)
             out += decode_rows(self.model, rows[k:k + self.batch_size], self.sampling, style,
                                self.tok.null_style, gen, chord_size=self.chord_size,
-                               any_controls=(self.tok.density_id(None), self.tok.polyphony_id(None)))
+                               any_controls=(self.tok.density_id(None), self.tok.polyphony_id(None)),
+                               chord_hold=self.chord_gap_ms // tk.GRID_MS)
         return out
 
     def run_pass(self, piece: Piece, p: Pass, cond: Conditioning, targets: list[int], seed: int,

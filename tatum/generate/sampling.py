@@ -34,10 +34,11 @@ class Grammar:
     """Only onset → dur → pv triples (or EOS after a complete note) may be emitted, with onsets
     never going back in time inside a window. Optional chord constraint for harmonization: a group of
     notes starts exactly at each melody onset (none is skipped); its onsets stay within `chord_ms` of
-    it until it has `chord_size` notes, none above the melody note."""
+    it until it has `chord_size` notes, none above the melody note, and with `chord_hold` grid steps
+    each of its notes lasts at least that long."""
 
     def __init__(self, rows: int, vocab: int, device="cpu", melody_onsets: list[set[int]] | None = None,
-                 chord_size: int = 3, chord_ms: int = 50):
+                 chord_size: int = 3, chord_ms: int = 50, chord_hold: int = 0):
         self.state = torch.zeros(rows, dtype=torch.long)          # 0 expect onset/EOS, 1 dur, 2 pv
         self.last_onset = torch.zeros(rows, dtype=torch.long)     # onset step of the last note
         self.group_start = torch.full((rows,), -10**6, dtype=torch.long)
@@ -49,6 +50,7 @@ class Grammar:
             (m if isinstance(m, dict) else {s: 127 for s in m}) if m else {} for m in melody_onsets]
         self.pending = None if self.melody is None else [sorted(m) for m in self.melody]
         self.chord_size, self.chord_steps = chord_size, chord_ms // tk.GRID_MS
+        self.chord_hold = min(max(0, chord_hold), tk.N_DUR)
         masks = torch.zeros(3, vocab, dtype=torch.bool)
         masks[0, tk.ONSET0:tk.DUR0] = True
         masks[0, tk.EOS] = True
@@ -117,6 +119,13 @@ class Grammar:
                 allow[:, tk.EOS] &= ~forcing
             # Notes of a group under a melody note stay below it: chords go under the tune (the melody
             # note itself is laid back in by the task).
+            if self.chord_hold > 1:
+                # A chord at a melody onset is held (comping), so sparse chords still sound under the tune.
+                held = (self.state == 1) & (self.limit < 127)
+                if held.any():
+                    short = torch.zeros(allow.shape[1], dtype=torch.bool, device=allow.device)
+                    short[tk.DUR0:tk.DUR0 + self.chord_hold - 1] = True
+                    allow &= ~(held[:, None] & short[None, :])
             capped = (self.state == 2) & (self.limit < 127)
             if capped.any():
                 pitch = (torch.arange(tk.N_PV, device=allow.device) // tk.VEL_BINS) + tk.PIANO_LOW
