@@ -1,0 +1,1 @@
+"""Evaluation: symbolic music metrics and the genre / pianist / real-music classifiers."""
