@@ -22,15 +22,20 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from tatum import tokenizer as tk
 from tatum.data.examples import IGNORE, ExampleConfig, ExampleDataset, collate
 from tatum.data.shards import ShardSet
 from tatum.errors import TatumError
 from tatum.io import write_atomic
 from tatum.model.checkpoint import load_model, save_checkpoint
-from tatum.model.config import preset
+from tatum.model.config import build_model, preset
 from tatum.model.lora import add_lora, merge_lora
+from tatum.model.notelm import NoteLM
 from tatum.model.transformer import Seq2Seq
 from tatum.tokenizer import Tokenizer
+from tatum.validation import nats_per_note, validation_set
+
+VAL_UNIT = "note"      # validation is nats per target note, comparable across layouts
 
 
 @dataclass
@@ -57,6 +62,9 @@ class TrainConfig:
     workers: int = 0
     dropout: float | None = None
     context: tuple[int, int] = (1, 5)
+    p_no_right: float = 0.25           # NoteLM: share of examples without right context (continuation)
+    budget_cpu_s: float = 0.0          # > 0: the schedule runs over this much process CPU time and stops
+                                       # there (equal-CPU comparisons of designs; not exactly resumable)
     log_every: int = 10
     chunks: int = 4                    # length-sorted pieces of each micro-batch (less padding)
     extra: dict = field(default_factory=dict)
@@ -110,10 +118,13 @@ def warm_start(init: str, overrides: dict) -> tuple[Seq2Seq, Tokenizer]:
 
 
 # --------------------------------------------------------------------- schedule
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, cpu_s: float = 0.0) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    if cfg.budget_cpu_s:
+        t = min(1.0, cpu_s / cfg.budget_cpu_s)
+    else:
+        t = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
 
 
@@ -143,7 +154,8 @@ class _StepData(torch.utils.data.Dataset):
         epoch, idx = batch_indices(step, len(self.ds), B * self.cfg.grad_accum * self.world, self.cfg.seed)
         part = idx[(micro * self.world + self.rank) * B:(micro * self.world + self.rank + 1) * B]
         self.ds.set_epoch(epoch)
-        examples = sorted((self.ds[int(i)] for i in part), key=lambda e: (len(e["dec_in"]), len(e["enc"])))
+        examples = sorted((self.ds[int(i)] for i in part),
+                          key=lambda e: (len(e["events"]),) if "events" in e else (len(e["dec_in"]), len(e["enc"])))
         # Length-sorted chunks waste far less compute on padding than one batch padded to its longest.
         k = max(1, min(self.cfg.chunks, len(examples)))
         bounds = np.linspace(0, len(examples), k + 1).astype(int)
@@ -151,52 +163,31 @@ class _StepData(torch.utils.data.Dataset):
 
 
 # ------------------------------------------------------------------ validation
-def validation_set(shards: ShardSet, ex_cfg: ExampleConfig, tok, per_corruption: int, pieces=None) -> dict[str, list]:
-    """Fixed validation examples per corruption: no augmentation, no style dropout."""
-    cfg = ExampleConfig(**(asdict(ex_cfg) | dict(augment=False, style_dropout=0.0, control_dropout=0.0)))
-    ds = ExampleDataset(shards, "val", cfg, tok, seed=1234, pieces=pieces)
-    if not len(ds):
-        return {}
-    idx = np.linspace(0, len(ds) - 1, per_corruption).astype(int)
-    return {c: [ds.example(int(i), corruption=c, rng=np.random.default_rng([77, int(i)])) for i in idx]
-            for c in ds.corruption_names}
-
-
-@torch.no_grad()
-def evaluate(model: Seq2Seq, val: dict[str, list], device, batch_size: int = 16, autocast=nullcontext) -> dict:
-    """Mean loss per target token for each corruption, and over all."""
-    model.eval()
-    out, tot, n_tot = {}, 0.0, 0
-    for c, examples in val.items():
-        s, n = 0.0, 0
-        for i in range(0, len(examples), batch_size):
-            b = collate(examples[i:i + batch_size])
-            with autocast():
-                logits = model(b["enc"].to(device), b["dec_in"].to(device))
-            labels = b["labels"].to(device)
-            s += F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
-                                 reduction="sum").item()
-            n += int((labels != IGNORE).sum())
-        out[c] = s / max(n, 1)
-        tot, n_tot = tot + s, n_tot + n
-    out["all"] = tot / max(n_tot, 1)
-    model.train()
-    return out
-
-
-def unigram_baseline(train: ExampleDataset, val: dict[str, list], vocab: int, n: int = 2000) -> dict:
-    """Loss of predicting every target token from the training set's token frequencies alone."""
+def unigram_baseline(train: ExampleDataset, val: dict[str, list], n: int = 2000) -> dict:
+    """Nats per target note of predicting every target token from the training set's token
+    frequencies alone (the floor a model must beat, whatever its layout)."""
+    vocab = train.tok.vocab_size
     counts = np.ones(vocab)
     for i in np.linspace(0, len(train) - 1, min(n, len(train))).astype(int):
-        np.add.at(counts, train.example(int(i))["labels"], 1)
+        np.add.at(counts, target_tokens(train.example(int(i))), 1)
     logp = np.log(counts / counts.sum())
     out, tot, n_tot = {}, 0.0, 0
     for c, examples in val.items():
-        labels = np.concatenate([e["labels"] for e in examples])
-        out[c] = float(-logp[labels].mean())
-        tot, n_tot = tot - logp[labels].sum(), n_tot + len(labels)
+        ids = np.concatenate([target_tokens(e) for e in examples])
+        notes = int((ids >= tk.PV0).sum())
+        out[c] = float(-logp[ids].sum() / max(notes, 1))
+        if c not in ("continuation", "no_context"):
+            tot, n_tot = tot - logp[ids].sum(), n_tot + notes
     out["all"] = float(tot / max(n_tot, 1))
     return out
+
+
+def target_tokens(ex: dict) -> np.ndarray:
+    """The tokens a model predicts for an example's target window, its end included."""
+    if "events" in ex:
+        ev = ex["events"][ex["target"]].reshape(-1)
+        return ev[ev != tk.PAD]
+    return ex["labels"][ex["labels"] != IGNORE]
 
 
 # ------------------------------------------------------------------ state I/O
@@ -285,8 +276,8 @@ def plot_curves(log_path: Path, png: Path) -> None:
                 label=f"val {c}", lw=2.5 if c == "all" else 0.8)
     if val and "unigram" in val[-1]:
         ax.axhline(val[-1]["unigram"]["all"], ls="--", color="grey", label="unigram baseline")
-    ax.set_xlabel("target tokens seen (millions)")
-    ax.set_ylabel("loss per token (nats)")
+    ax.set_xlabel("predicted tokens or events seen (millions)")
+    ax.set_ylabel("train: nats per prediction; val: nats per target note")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     tmp = png.with_name(f".{png.name}.tmp.png")
@@ -295,8 +286,54 @@ def plot_curves(log_path: Path, png: Path) -> None:
     os.replace(tmp, png)
 
 
+# ----------------------------------------------------------------------- model
+def build(cfg: TrainConfig, shards: ShardSet):
+    """The model to train and its vocabulary: a warm start from `cfg.init`, or a fresh preset."""
+    torch.manual_seed(cfg.seed)  # the same initial weights for a given seed (and on every rank)
+    if not cfg.init:
+        tok = shards.tokenizer
+        overrides = dict(cfg.model) | ({} if cfg.dropout is None else {"dropout": cfg.dropout})
+        try:
+            return build_model(preset(cfg.preset, tok.vocab_size, **overrides)), tok
+        except TypeError as e:
+            raise TatumError(f"preset {cfg.preset} has no such setting ({e})") from None
+    model, tok = warm_start(cfg.init, cfg.model) if cfg.model else load_model(cfg.init)
+    model.train()
+    if cfg.dropout is not None:
+        for m in model.modules():
+            if hasattr(m, "dropout") and isinstance(m.dropout, float):
+                m.dropout = cfg.dropout
+            elif isinstance(m, torch.nn.Dropout):
+                m.p = cfg.dropout
+    return model, tok
+
+
+def example_config(cfg: TrainConfig, model) -> ExampleConfig:
+    """How examples are laid out for this model: NoteLM's events, or the encoder–decoder pair."""
+    m = model.cfg
+    if isinstance(model, NoteLM):
+        return ExampleConfig(layout="notelm", max_len=m.max_len, context=tuple(cfg.context),
+                             p_no_right=cfg.p_no_right)
+    return ExampleConfig(max_enc_len=m.max_enc_len, max_dec_len=m.max_dec_len, context=tuple(cfg.context))
+
+
+def n_labels(b: dict) -> int:
+    """Predicted units in a batch: target tokens (encoder–decoder) or events (NoteLM)."""
+    return int(b["loss"][:, 1:].sum()) if "events" in b else int((b["labels"] != IGNORE).sum())
+
+
+def summed_nll(net, b: dict, device, autocast) -> torch.Tensor:
+    with autocast():
+        if "events" in b:
+            return net(b["events"].to(device), b["place"].to(device), b["time"].to(device), b["loss"].to(device)).float().sum()
+        logits = net(b["enc"].to(device), b["dec_in"].to(device))
+    return F.cross_entropy(logits.float().flatten(0, 1), b["labels"].to(device).flatten(),
+                           ignore_index=IGNORE, reduction="sum")
+
+
 # ----------------------------------------------------------------------- main
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    # --- setup: processes, data, model, optimizer, saved state
     rank, world, local_rank = dist_info()
     device = setup_device(local_rank, world)
     if cfg.threads:
@@ -304,23 +341,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     out = Path(cfg.out)
     state_dir = out / "state"
     shards = ShardSet(cfg.shards, verify=True)
-
-    torch.manual_seed(cfg.seed)  # the same initial weights for a given seed (and on every rank)
-    if cfg.init:
-        model, tok = warm_start(cfg.init, cfg.model) if cfg.model else load_model(cfg.init)
-        model.train()
-        if cfg.dropout is not None:
-            for m in model.modules():
-                if hasattr(m, "dropout") and isinstance(m.dropout, float):
-                    m.dropout = cfg.dropout
-                elif isinstance(m, torch.nn.Dropout):
-                    m.p = cfg.dropout
-    else:
-        tok = shards.tokenizer
-        overrides = dict(cfg.model) | ({} if cfg.dropout is None else {"dropout": cfg.dropout})
-        model = Seq2Seq(preset(cfg.preset, tok.vocab_size, **overrides))
-    mcfg = model.cfg
-    ex_cfg = ExampleConfig(max_enc_len=mcfg.max_enc_len, max_dec_len=mcfg.max_dec_len, context=tuple(cfg.context))
+    model, tok = build(cfg, shards)
+    ex_cfg = example_config(cfg, model)
 
     def keep(p) -> bool:
         return ((cfg.artist is None or (p.artist or "").casefold() == cfg.artist.casefold())
@@ -346,19 +368,23 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     start = info["step"] if info else 0
     tokens_seen = info["tokens_seen"] if info else 0
     elapsed = info["elapsed"] if info else 0.0
-    best = info.get("best", float("inf")) if info else float("inf")
+    cpu_s = info.get("cpu_s", 0.0) if info else 0.0
+    # A state saved under the per-token measure cannot compare its best with per-note scores.
+    best = info.get("best", float("inf")) if info and info.get("val_unit") == VAL_UNIT else float("inf")
 
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else None
     net = ddp or model
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
 
+    # --- rank 0: validation set, baseline, run folder, log
     val, baseline = {}, {}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         val = validation_set(shards, ex_cfg, tok, cfg.val_per_corruption, pieces=val_pieces)
-        baseline = info.get("unigram") if info and info.get("unigram") else unigram_baseline(train_ds, val, tok.vocab_size)
-        (out / "train_config.json").write_text(json.dumps(asdict(cfg) | {"model": mcfg.to_dict()}, indent=1))
+        baseline = (info["unigram"] if info and info.get("val_unit") == VAL_UNIT and info.get("unigram")
+                    else unigram_baseline(train_ds, val))
+        write_atomic(out / "train_config.json", json.dumps(asdict(cfg) | {"model": model.cfg.to_dict()}, indent=1))
     if rank == 0 and info and (out / "log.jsonl").exists():
         # Lines logged after the saved state belong to steps that are about to run again.
         lines = (out / "log.jsonl").read_text().splitlines()
@@ -381,27 +407,24 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     data = iter(loader)
     data_summary = {"pieces": len(train_pieces), "hours": round(sum(p.seconds for p in train_pieces) / 3600, 1),
                     "genres": sorted({p.genre or "none" for p in train_pieces})}
+    unit = "event" if isinstance(model, NoteLM) else "target token"
     t_last, tok_last = time.time(), tokens_seen
     last = {}
     model.train()
     for step in range(start, cfg.max_steps):
-        lr = lr_at(step, cfg)
+        # --- one optimizer step: micro-batches of length-sorted chunks
+        lr = lr_at(step, cfg, cpu_s)
         for g in opt.param_groups:
             g["lr"] = lr
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         loss_sum, n_tok = 0.0, 0
         for micro in range(cfg.grad_accum):
             chunks = next(data)
-            total = sum(int((c["labels"] != IGNORE).sum()) for c in chunks)
+            total = sum(n_labels(c) for c in chunks)
             for j, b in enumerate(chunks):
-                enc, dec_in, labels = b["enc"].to(device), b["dec_in"].to(device), b["labels"].to(device)
                 last_pass = micro == cfg.grad_accum - 1 and j == len(chunks) - 1
-                sync = nullcontext() if (ddp is None or last_pass) else ddp.no_sync()
-                with sync:
-                    with autocast():
-                        logits = net(enc, dec_in)
-                    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
-                                           ignore_index=IGNORE, reduction="sum") / max(total, 1)
+                with nullcontext() if (ddp is None or last_pass) else ddp.no_sync():
+                    loss = summed_nll(net, b, device, autocast) / max(total, 1)
                     (loss / cfg.grad_accum).backward()
                 loss_sum += loss.item()
             n_tok += total
@@ -414,30 +437,36 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             n_tok, loss_sum = int(counts[0]), float(counts[1]) / world
         tokens_seen += n_tok
         elapsed += time.time() - t0
+        cpu_s += time.process_time() - c0
         last = {"step": step + 1, "loss": loss_sum / cfg.grad_accum, "lr": lr, "grad_norm": float(gnorm),
                 "tokens_seen": tokens_seen}
+        done = step + 1 == cfg.max_steps or bool(cfg.budget_cpu_s and cpu_s >= cfg.budget_cpu_s)
         if rank != 0:
+            if done:
+                break
             continue
+
+        # --- rank 0: log, validate and export, save the state
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.1e}")
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
+        if (step + 1) % cfg.log_every == 0 or done:
             now = time.time()
             last["tok_per_s"] = round((tokens_seen - tok_last) / max(now - t_last, 1e-9), 1)
             t_last, tok_last = now, tokens_seen
-            log.write(json.dumps(last | {"elapsed": round(elapsed, 1)}) + "\n")
+            log.write(json.dumps(last | {"elapsed": round(elapsed, 1), "cpu_s": round(cpu_s, 1)}) + "\n")
             log.flush()
-        done = step + 1 == cfg.max_steps
         if (step + 1) % cfg.val_every == 0 or done:
-            scores = evaluate(model, val, device, autocast=autocast) if val else {}
+            scores = nats_per_note(model, val, device, autocast=autocast) if val else {}
             log.write(json.dumps({"step": step + 1, "tokens_seen": tokens_seen, "val": scores,
-                                  "unigram": baseline, "elapsed": round(elapsed, 1)}) + "\n")
+                                  "unigram": baseline, "elapsed": round(elapsed, 1),
+                                  "cpu_s": round(cpu_s, 1)}) + "\n")
             log.flush()
             plot_curves(out / "log.jsonl", out / "loss.png")
-            training = {"steps": step + 1, "tokens_seen": tokens_seen, "wall_s": round(elapsed),
-                        "hardware": _hardware(device, world), "val_loss": scores, "unigram_loss": baseline,
-                        "data": data_summary, "init": cfg.init, "artist": cfg.artist, "lr": cfg.lr,
-                        "lora_rank": cfg.lora_rank,
+            training = {"steps": step + 1, "tokens_seen": tokens_seen, "unit": unit, "wall_s": round(elapsed),
+                        "cpu_s": round(cpu_s), "hardware": _hardware(device, world), "val_loss": scores,
+                        "val_unit": VAL_UNIT, "unigram_loss": baseline, "data": data_summary, "init": cfg.init,
+                        "artist": cfg.artist, "lr": cfg.lr, "lora_rank": cfg.lora_rank,
                         "batch": cfg.batch_size * cfg.grad_accum * world}
             export = merge_lora(model) if cfg.lora_rank else model
             save_checkpoint(export, tok, out / "checkpoint", training=training)
@@ -448,7 +477,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 bar.write(f"step {step + 1}: val " + " ".join(f"{k}={v:.3f}" for k, v in scores.items()))
         if (step + 1) % cfg.save_every == 0 or done:
             save_state(state_dir, step + 1, model, opt, {"tokens_seen": tokens_seen, "elapsed": elapsed,
-                                                         "best": best, "unigram": baseline})
+                                                         "cpu_s": cpu_s, "best": best, "unigram": baseline,
+                                                         "val_unit": VAL_UNIT})
+        if done:
+            break
     if bar is not None:
         bar.close()
     if log is not None:

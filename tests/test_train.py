@@ -167,8 +167,9 @@ def test_run_folder_through_the_python_api(api_run):
     assert train_lines[6]["tokens_seen"] == last["tokens_seen"]
     assert [r["step"] for r in val_lines] == [3, 6]
     for r in val_lines:
-        assert set(r["val"]) == set(CORRUPTIONS) | {"all"} and len(CORRUPTIONS) == 9
-        assert set(r["unigram"]) == set(CORRUPTIONS) | {"all"}
+        tasks = set(CORRUPTIONS) | {"continuation", "no_context", "all"}   # nats per note, per task
+        assert set(r["val"]) == tasks and len(CORRUPTIONS) == 9
+        assert set(r["unigram"]) == tasks
         assert all(np.isfinite(v) and v > 0 for v in list(r["val"].values()) + list(r["unigram"].values()))
     assert training["val_loss"] == val_lines[-1]["val"]
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -294,7 +295,7 @@ def test_finetune_trains_on_the_artist_only(shards, base_ckpt, tmp_path):
     assert training["data"]["pieces"] == n_tatum and training["data"]["genres"] == ["jazz"]
     assert training["artist"] == "Art Tatum" and training["steps"] == 3
     assert training["init"] == str(base_ckpt) and training["lr"] == 1e-4
-    assert set(training["val_loss"]) == set(CORRUPTIONS) | {"all"}  # validated on Art Tatum's val pieces
+    assert set(training["val_loss"]) == set(CORRUPTIONS) | {"continuation", "no_context", "all"}  # Tatum's val pieces
     model, _ = load_model(out / "checkpoint")
     assert not same_weights(weights(out / "checkpoint"), weights(base_ckpt))
     assert model.cfg == load_model(base_ckpt)[0].cfg

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tatum import layout
 from tatum import tokenizer as tk
 from tatum.corruption import corrupt
 from tatum.data.shards import Piece, ShardSet
@@ -37,6 +38,21 @@ class ExampleConfig:
     pitch_shift: int = 5                       # semitones, uniform in ±pitch_shift
     stretch: tuple[float, float] = (0.9, 1.1)  # time-stretch factor range
     velocity_shift: int = 1                    # velocity bins, uniform in ±velocity_shift
+    layout: str = "seq2seq"                    # "seq2seq" (encoder/decoder pair) or "notelm" (tatum.layout)
+    max_len: int = 512                         # notelm: input events
+    right_context: tuple[int, int] | None = None   # drawn like `context` when None
+    p_no_right: float = 0.0                    # share of examples without right context (continuation)
+
+
+@dataclass
+class Draw:
+    """What one example is made of, before it is laid out for a model."""
+
+    windows: list[np.ndarray]
+    k: int                                     # the target's index in `windows`
+    corruption: str
+    corrupted: np.ndarray
+    style: tuple[int, int, int, int]           # genre, artist, density, polyphony token ids
 
 
 def _valid_starts(ids: np.ndarray) -> np.ndarray:
@@ -147,19 +163,26 @@ class ExampleDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         return self.example(int(i))
 
-    def example(self, i: int, corruption: str | None = None, rng: np.random.Generator | None = None) -> dict:
+    def draw(self, i: int, corruption: str | None = None, rng: np.random.Generator | None = None,
+             context: tuple[int, int] | None = None) -> Draw:
+        """The ingredients of example `i`: its windows (augmented), the corruption and the style.
+        `context` fixes the (left, right) window counts instead of drawing them."""
         cfg = self.config
         rng = rng or np.random.default_rng([self.seed, self.epoch, i])
         piece = self.pieces[self.piece_idx[i]]
         t = int(self.seg_idx[i])
         segs = self.shards.segments(piece)
-        lo = max(0, t - int(rng.integers(cfg.context[0], cfg.context[1] + 1)))
-        hi = min(len(segs), t + 1 + int(rng.integers(cfg.context[0], cfg.context[1] + 1)))
+        if context is None:
+            right = cfg.right_context or cfg.context
+            n_left = int(rng.integers(cfg.context[0], cfg.context[1] + 1))
+            n_right = 0 if rng.random() < cfg.p_no_right else int(rng.integers(right[0], right[1] + 1))
+        else:
+            n_left, n_right = context
+        lo, hi = max(0, t - n_left), min(len(segs), t + 1 + n_right)
         windows = self._augment(segs[lo:hi], t - lo, rng) if cfg.augment else \
             ([np.asarray(s, dtype=np.int64) for s in segs[lo:hi]], t - lo)
         windows, k = windows
-        target_ids = windows[k]
-        target = tk.decode_segment(target_ids)
+        target = tk.decode_segment(windows[k])
         if corruption is None:
             corruption = self.corruption_names[rng.choice(len(self.corruption_names), p=self.corruption_p)]
         corrupted = corrupt(corruption, target, rng)
@@ -177,13 +200,22 @@ class ExampleDataset(torch.utils.data.Dataset):
             density = self.tok.density_id(None)
         if drop[3] < cfg.control_dropout:
             poly = self.tok.polyphony_id(None)
+        return Draw(windows, k, corruption, corrupted, (genre, artist, density, poly))
 
-        enc = build_encoder_input(self.tok, (genre, artist, density, poly), windows[:k], corruption,
-                                  corrupted, windows[k + 1:], cfg.max_enc_len)
-        dec_in, labels = decoder_pair(target_ids, cfg.max_dec_len)
-        return {"enc": enc, "dec_in": dec_in, "labels": labels,
-                "corruption": self.corruption_names.index(corruption) if corruption in self.corruption_names
-                else -1}
+    def example(self, i: int, corruption: str | None = None, rng: np.random.Generator | None = None,
+                context: tuple[int, int] | None = None) -> dict:
+        d = self.draw(i, corruption, rng, context)
+        cfg = self.config
+        index = self.corruption_names.index(d.corruption) if d.corruption in self.corruption_names else -1
+        if cfg.layout == "notelm":
+            lay = layout.build(d.style, self.tok.corruption_id(d.corruption), d.corrupted, d.windows[:d.k],
+                               d.windows[d.k + 1:], d.windows[d.k], cfg.max_len)
+            return {"events": lay.events, "place": lay.place, "time": lay.time, "loss": lay.loss,
+                    "target": lay.target, "corruption": index}
+        enc = build_encoder_input(self.tok, d.style, d.windows[:d.k], d.corruption, d.corrupted,
+                                  d.windows[d.k + 1:], cfg.max_enc_len)
+        dec_in, labels = decoder_pair(d.windows[d.k], cfg.max_dec_len)
+        return {"enc": enc, "dec_in": dec_in, "labels": labels, "corruption": index}
 
     def _augment(self, segs: list[np.ndarray], k: int, rng: np.random.Generator):
         """Transpose, shift velocity and time-stretch a span of windows; re-cut it into windows."""
@@ -203,13 +235,17 @@ class ExampleDataset(torch.utils.data.Dataset):
 
 
 def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
-    """Pad a list of examples: encoder and decoder input with PAD, labels with -100."""
-    def pad(key: str, value: int) -> torch.Tensor:
+    """Pad a list of examples of either layout: token ids with PAD, labels with -100, masks with False."""
+    def pad(key: str, value) -> torch.Tensor:
+        first = np.asarray(batch[0][key])
         n = max(len(b[key]) for b in batch)
-        out = np.full((len(batch), n), value, dtype=np.int64)
+        out = np.full((len(batch), n) + first.shape[1:], value, dtype=first.dtype)
         for j, b in enumerate(batch):
             out[j, : len(b[key])] = b[key]
         return torch.from_numpy(out)
 
-    return {"enc": pad("enc", tk.PAD), "dec_in": pad("dec_in", tk.PAD), "labels": pad("labels", IGNORE),
-            "corruption": torch.tensor([b["corruption"] for b in batch], dtype=torch.long)}
+    out = {"corruption": torch.tensor([b["corruption"] for b in batch], dtype=torch.long)}
+    if "events" in batch[0]:
+        return out | {"events": pad("events", tk.PAD), "place": pad("place", 0), "time": pad("time", 0),
+                      "loss": pad("loss", False), "target": pad("target", False)}
+    return out | {"enc": pad("enc", tk.PAD), "dec_in": pad("dec_in", tk.PAD), "labels": pad("labels", IGNORE)}

@@ -7,17 +7,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tatum import layout as lay
 from tatum import tokenizer as tk
 from tatum.generate.sampling import Grammar, Sampling, pick
+from tatum.model.notelm import NoteLM
 from tatum.model.transformer import Seq2Seq
 
 
 @dataclass
 class Row:
-    """One segment to decode: its encoder input, and for the chord rule the melody as {onset step:
-    pitch} (or a set of onset steps)."""
+    """One segment to decode: the model's input (an encoder input for the encoder–decoder, a
+    `tatum.layout.Layout` prefix for NoteLM), and for the chord rule the melody as {onset step: pitch}
+    (or a set of onset steps)."""
 
-    enc: np.ndarray
+    enc: np.ndarray | lay.Layout
     melody: dict[int, int] | set[int] | None = None
 
 
@@ -57,6 +60,9 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     """
     if not rows:
         return []
+    if isinstance(model, NoteLM):
+        return decode_events(model, rows, sampling, style, null_id, gen, chord_size, max_tokens, any_controls,
+                             chord_hold)
     device = next(model.parameters()).device
     style = style or Style()
     n = len(rows)
@@ -116,3 +122,97 @@ def _complete(ids: np.ndarray) -> np.ndarray:
     """Drop a trailing incomplete note (a row cut by the length limit)."""
     n = len(ids) // 3 * 3
     return ids[:n]
+
+
+# ------------------------------------------------------------------ NoteLM
+MAX_NOTES = 256   # notes one window may hold (about 50 notes/s)
+
+
+def _full(part: torch.Tensor, lo: int, vocab: int, end: torch.Tensor | None = None) -> torch.Tensor:
+    """Head logits placed in the whole vocabulary (the grammar's view): `part` at ids lo…, and the
+    window's end (`end`, the onset head's class 0) at EOS."""
+    full = torch.full((len(part), vocab), float("-inf"), dtype=part.dtype, device=part.device)
+    full[:, lo:lo + part.shape[1]] = part
+    if end is not None:
+        full[:, tk.EOS] = end
+    return full
+
+
+@torch.no_grad()
+def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Style | None = None,
+                  null_id: int | None = None, gen: torch.Generator | None = None, chord_size: int = 3,
+                  max_notes: int | None = None, any_controls: tuple[int, int] | None = None,
+                  chord_hold: int = 0) -> list[np.ndarray]:
+    """`decode_rows` for NoteLM: one model step per note; onset, duration and pitch-velocity drawn in
+    turn from the factorised heads, each through the same grammar, guidance and sampling."""
+    device = next(model.parameters()).device
+    style = style or Style()
+    n, V = len(rows), model.cfg.vocab_size
+    guided = sampling.guidance != 0 and null_id is not None
+    prefixes = [r.enc for r in rows]
+    events = [p.events for p in prefixes]
+    if guided:
+        uncond = []
+        for e in events:
+            u = e.copy()
+            u[0, 0] = u[1, 0] = null_id
+            if any_controls is not None:
+                u[2, 0], u[3, 0] = any_controls
+            uncond.append(u)
+        events = events + uncond
+        prefixes = prefixes + prefixes
+    width = max(len(e) for e in events)
+    B = len(events)
+    ev = torch.zeros(B, width, 3, dtype=torch.long)
+    place = torch.zeros(B, width, dtype=torch.long)
+    time = torch.zeros(B, width, dtype=torch.long)
+    pad = torch.ones(B, width, dtype=torch.bool)
+    for i, (e, p) in enumerate(zip(events, prefixes)):
+        k = width - len(e)
+        ev[i, k:], place[i, k:], time[i, k:] = (torch.from_numpy(np.asarray(a)) for a in (e, p.place, p.time))
+        pad[i, k:] = False
+    starts = pad.sum(1).to(device)   # each row's first real position (its genre event)
+    mixes = _mixes(style, B, n, null_id, device) if null_id is not None else None
+    if mixes:
+        mixes = [(starts + pos, ids, w) for pos, ids, w in mixes]
+    limit = min(max_notes or MAX_NOTES, MAX_NOTES)
+    h, cache = model.prefill(ev.to(device), place.to(device), time.to(device), pad.to(device), mixes,
+                             max_new=limit + 1)
+    melody = [r.melody for r in rows]
+    grammar = Grammar(n, V, device, melody_onsets=melody if any(m for m in melody) else None,
+                      chord_size=chord_size, chord_hold=chord_hold)
+    gen = gen or sampling.generator()
+    out = [[] for _ in range(n)]
+    alive = torch.arange(n)
+
+    def mixed(logits: torch.Tensor) -> torch.Tensor:
+        k = len(alive)
+        return (1 + sampling.guidance) * logits[:k] - sampling.guidance * logits[k:] if guided else logits
+
+    def both(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t, t]) if guided else t
+
+    target_place = torch.full((B,), lay.TARGET_PLACE, dtype=torch.long, device=device)
+    for _ in range(limit):
+        on = mixed(model.onset_logits(h))
+        onset = pick(grammar.adjust(_full(on[:, 1:], tk.ONSET0, V, on[:, 0])), grammar.allowed(), sampling, gen)
+        grammar.advance(onset)
+        done = onset == tk.EOS
+        if done.all():
+            break
+        if done.any():
+            keep = torch.nonzero(~done).squeeze(1)
+            alive, onset, h = alive[keep], onset[keep], h[torch.cat([keep, keep + len(done)]) if guided else keep]
+            grammar.select(keep)
+            cache = cache.select(torch.cat([keep, keep + len(done)]) if guided else keep)
+            target_place = target_place[: len(h)]
+        dur_logits, g = model.dur_logits(h, both(onset))
+        dur = pick(_full(mixed(dur_logits), tk.DUR0, V), grammar.allowed(), sampling, gen)
+        grammar.advance(dur)
+        pv = pick(_full(mixed(model.pv_logits(g, both(dur))), tk.PV0, V), grammar.allowed(), sampling, gen)
+        grammar.advance(pv)
+        note = torch.stack([onset, dur, pv], dim=1)
+        for j, triple in zip(alive.tolist(), note.tolist()):
+            out[j].extend(triple)
+        h = model.step(both(note).to(device), target_place, both(onset - tk.ONSET0).to(device), cache)
+    return [np.array(o, dtype=np.int64) for o in out]

@@ -12,15 +12,20 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from tatum import layout
 from tatum import tokenizer as tk
 from tatum.corruption import corrupt, skyline_notes
 from tatum.data.examples import build_encoder_input, join_windows
 from tatum.errors import TatumError
 from tatum.generate.decode import Row, Style, decode_rows
 from tatum.generate.sampling import Sampling
+from tatum.model.notelm import NoteLM
 from tatum.model.transformer import Seq2Seq
 from tatum.notes import Notes, TempoMap
 from tatum.tokenizer import Tokenizer
+
+
+ROOM = 128    # NoteLM: input events kept free for the window being generated (more may follow)
 
 
 @dataclass
@@ -95,7 +100,7 @@ class Conditioning:
 class Engine:
     """Runs plans of passes with one model."""
 
-    model: Seq2Seq
+    model: Seq2Seq | NoteLM
     tok: Tokenizer
     sampling: Sampling = field(default_factory=Sampling)
     context: tuple[int, int] = (5, 5)
@@ -116,7 +121,12 @@ class Engine:
             # `inputs` gives a window's corrupted version directly (harmonize shows the melody itself).
             corrupted = tk.encode_segment(inputs[i]) if inputs and i in inputs else corrupt(name, source, rng)
             style_ids, style = cond.tokens(self.tok, source)
-            enc = build_encoder_input(self.tok, style_ids, left, name, corrupted, right, self.model.cfg.max_enc_len)
+            if isinstance(self.model, NoteLM):
+                enc = layout.build(style_ids, self.tok.corruption_id(name), corrupted, left, right, None,
+                                   self.model.cfg.max_len, reserve=ROOM)
+            else:
+                enc = build_encoder_input(self.tok, style_ids, left, name, corrupted, right,
+                                          self.model.cfg.max_enc_len)
             melody = None
             if harmonize:
                 line = inputs[i] if inputs and i in inputs else skyline_notes(source)

@@ -12,15 +12,21 @@ LICENCES = {
 def model_card(name: str, config: dict) -> str:
     m, t = config["model"], config.get("training", {})
     n_params = config.get("n_params", 0)
+    if "enc_layers" in m:
+        kind = "An encoder–decoder transformer"
+        shape = [f"- {m['enc_layers']} encoder + {m['dec_layers']} decoder layers, d {m['d_model']}, "
+                 f"{m['n_heads']} heads, FF {m['d_ff']}; encoder {m['max_enc_len']} / decoder {m['max_dec_len']} tokens",
+                 f"- encoder positions {m.get('enc_positions', 'absolute')}, cross-attention bias "
+                 f"{m.get('cross_bias', 'none')}"]
+    else:
+        kind = "A decoder-only transformer over note events (NoteLM, one position per note)"
+        shape = [f"- {m['n_layers']} layers, d {m['d_model']}, {m['n_heads']} heads, FF {m['d_ff']}, "
+                 f"{m['max_len']} events; rotary positions; factorised onset → duration → pitch-velocity heads"]
     lines = [f"# {name}", "",
-             "An encoder–decoder transformer for corruption–refinement piano improvisation (tatum, token "
+             f"{kind} for corruption–refinement piano improvisation (tatum, token "
              f"format {config['format_version']}).", "",
-             "## Model", "",
-             f"- {m['enc_layers']} encoder + {m['dec_layers']} decoder layers, d {m['d_model']}, "
-             f"{m['n_heads']} heads, FF {m['d_ff']}; encoder {m['max_enc_len']} / decoder {m['max_dec_len']} tokens",
+             "## Model", ""] + shape + [
              f"- about {n_params / 1e6:.1f} M parameters; vocabulary {m['vocab_size']} tokens",
-             f"- encoder positions {m.get('enc_positions', 'absolute')}, cross-attention bias "
-             f"{m.get('cross_bias', 'none')}",
              f"- styles: {', '.join(config['tokenizer']['genres'])}; pianists: "
              f"{', '.join(config['tokenizer']['artists'])}, and `other`", ""]
     if t:
@@ -32,14 +38,16 @@ def model_card(name: str, config: dict) -> str:
                   f"- low-rank adapters (LoRA, rank {t['lora_rank']}) on a frozen model, merged into these weights"
                   if t.get("lora_rank") else "- all weights trained",
                   f"- {t.get('steps', '?')} steps of {t.get('batch', '?')} examples; "
-                  f"{t.get('tokens_seen', 0) / 1e6:.2f} M target tokens seen",
+                  f"{t.get('tokens_seen', 0) / 1e6:.2f} M predicted {t.get('unit', 'target token')}s seen",
                   f"- wall time {t.get('wall_s', 0) / 3600:.2f} h on {t.get('hardware', '?')}", ""]
         val, uni = t.get("val_loss") or {}, t.get("unigram_loss") or {}
         if val:
-            lines += ["## Validation loss (nats per target token, held-out val pieces)", "",
-                      "| corruption | model | unigram baseline |", "|---|---|---|"]
+            per = t.get("val_unit", "target token")
+            lines += [f"## Validation loss (nats per {per}, held-out val pieces)", "",
+                      "| task | model | unigram baseline |" if uni else "| task | model |",
+                      "|---|---|---|" if uni else "|---|---|"]
             for k, v in val.items():
-                lines.append(f"| {k} | {v:.3f} | {uni.get(k, float('nan')):.3f} |")
+                lines.append(f"| {k} | {v:.3f} | {uni[k]:.3f} |" if k in uni else f"| {k} | {v:.3f} |")
             lines.append("")
         genres = data.get("genres", [])
         licences = [LICENCES[g] for g in genres if g in LICENCES]

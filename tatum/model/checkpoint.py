@@ -15,13 +15,19 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tatum.errors import TatumError
-from tatum.model.config import ModelConfig
+from tatum.model.config import ModelConfig, build_model
+from tatum.model.notelm import NoteLM, NoteLMConfig
 from tatum.model.transformer import Seq2Seq
 from tatum.tokenizer import FORMAT_VERSION, Tokenizer
 
 CHECKPOINT_VERSION = 1
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = "tatum-small"
+ARCHITECTURES = {"tatum-seq2seq": (Seq2Seq, ModelConfig), "tatum-notelm": (NoteLM, NoteLMConfig)}
+
+
+def architecture(model) -> str:
+    return next(name for name, (cls, _) in ARCHITECTURES.items() if isinstance(model, cls))
 
 
 def _state_for_saving(model: Seq2Seq, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
@@ -43,7 +49,7 @@ def save_checkpoint(model: Seq2Seq, tokenizer: Tokenizer, folder: str | os.PathL
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         config = {"checkpoint_version": CHECKPOINT_VERSION, "format_version": FORMAT_VERSION,
-                  "architecture": "tatum-seq2seq", "model": model.cfg.to_dict(), "n_params": model.n_params(),
+                  "architecture": architecture(model), "model": model.cfg.to_dict(), "n_params": model.n_params(),
                   "tokenizer": tokenizer.to_dict(), "training": training or {}}
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         save_file(_state_for_saving(model, dtype), str(tmp / "model.safetensors"),
@@ -91,8 +97,9 @@ def read_config(folder: Path) -> dict:
         config = json.loads(path.read_text())
     except ValueError as e:
         raise TatumError(f"config.json is not valid JSON ({e})", path) from None
-    if config.get("architecture") != "tatum-seq2seq":
-        raise TatumError("not a tatum model (architecture is not tatum-seq2seq)", path)
+    if config.get("architecture") not in ARCHITECTURES:
+        raise TatumError(f"not a tatum model (architecture {config.get('architecture')!r} is not one of "
+                         f"{', '.join(ARCHITECTURES)})", path)
     if config.get("format_version") != FORMAT_VERSION:
         raise TatumError(f"model uses token format {config.get('format_version')}; this tatum reads "
                          f"format {FORMAT_VERSION}", folder)
@@ -100,12 +107,12 @@ def read_config(folder: Path) -> dict:
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32) -> tuple[Seq2Seq, Tokenizer]:
+               dtype: torch.dtype = torch.float32) -> tuple[Seq2Seq | NoteLM, Tokenizer]:
     """Load a checkpoint folder (default: the shipped model) → (model in eval mode, tokenizer)."""
     folder = resolve(name_or_path)
     config = read_config(folder)
     tokenizer = Tokenizer.from_dict(config["tokenizer"], str(folder))
-    cfg = ModelConfig.from_dict(config["model"])
+    cfg = ARCHITECTURES[config["architecture"]][1].from_dict(config["model"])
     if cfg.vocab_size != tokenizer.vocab_size:
         raise TatumError("model and vocabulary sizes disagree", folder)
     weights = folder / "model.safetensors"
@@ -115,7 +122,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
         state = load_file(str(weights), device="cpu")
     except Exception as e:
         raise TatumError(f"model.safetensors is unreadable ({str(e)[:100]})", weights) from None
-    model = Seq2Seq(cfg)
+    model = build_model(cfg)
     try:
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     except RuntimeError as e:  # tensors of the wrong shape

@@ -55,7 +55,25 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
+# NoteLM (tatum/model/notelm.py): decoder-only, one position per note.
+NOTE_PRESETS: dict[str, dict] = {
+    "note-tiny": dict(d_model=64, n_heads=2, n_layers=2, d_ff=128, max_len=192),
+    "note-small": dict(d_model=256, n_heads=4, n_layers=8, d_ff=1024, max_len=512),
+}
+
+
+def preset(name: str, vocab_size: int, **overrides):
+    """A model config by preset name: a `ModelConfig` (encoder–decoder) or a `NoteLMConfig`."""
+    if name in NOTE_PRESETS:
+        from tatum.model.notelm import NoteLMConfig
+        return NoteLMConfig(vocab_size=vocab_size, **(NOTE_PRESETS[name] | overrides))
     if name not in PRESETS:
-        raise TatumError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}")
+        raise TatumError(f"unknown model preset {name!r}; known: {', '.join(PRESETS | NOTE_PRESETS)}")
     return ModelConfig(vocab_size=vocab_size, **(PRESETS[name] | overrides))
+
+
+def build_model(cfg):
+    """The model a config describes."""
+    from tatum.model.notelm import NoteLM, NoteLMConfig
+    from tatum.model.transformer import Seq2Seq
+    return NoteLM(cfg) if isinstance(cfg, NoteLMConfig) else Seq2Seq(cfg)

@@ -1,0 +1,255 @@
+"""NoteLM (DESIGN §4 revised): the note-event layout, the decoder-only model and its cache, training
+and validation per note, checkpoints, and generation through the pass engine.
+
+Everything runs the `note-tiny` preset with seeded random weights, one thread, on small synthetic
+pieces.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tatum import layout
+from tatum import tokenizer as tk
+from tatum.corruption import corrupt
+from tatum.data.examples import ExampleConfig, ExampleDataset, collate
+from tatum.generate import tasks
+from tatum.generate.decode import Row, Style, decode_rows
+from tatum.generate.sampling import Sampling
+from tatum.model.checkpoint import load_model, save_checkpoint
+from tatum.model.config import build_model, preset
+from tatum.model.notelm import NoteLM
+from tatum.notes import Notes
+from tatum.tokenizer import Tokenizer
+from tatum.train import TrainConfig, train
+from tatum.validation import nats_per_note, tasks as val_tasks
+
+from test_generate import check_row, grid_piece, melody_line, near_melody_groups
+from test_train import shards  # noqa: F401  (the synthetic shard folder fixture)
+
+torch.set_num_threads(1)
+TOK = Tokenizer.default()
+
+
+def window(notes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """Tokens of one window from (onset ms, dur ms, pitch, velocity)."""
+    on, du, pi, ve = zip(*notes) if notes else ((), (), (), ())
+    return tk.encode_segment(Notes(list(on), list(du), list(pi), list(ve)))
+
+
+def style_ids(tok: Tokenizer = TOK) -> tuple[int, int, int, int]:
+    return (tok.genre_id("jazz"), tok.artist_id("Art Tatum"), tok.density_id(3), tok.polyphony_id(2))
+
+
+@pytest.fixture(scope="module")
+def model() -> NoteLM:
+    torch.manual_seed(0)
+    return build_model(preset("note-tiny", TOK.vocab_size)).eval()
+
+
+# ------------------------------------------------------------------ layout
+def test_layout_orders_prefix_context_and_target_with_places_times_and_loss():
+    left = [window([(0, 100, 60, 64), (500, 100, 64, 64)]), window([(1000, 200, 67, 80)])]
+    right = [window([(250, 100, 72, 64)])]
+    target = window([(100, 300, 62, 64), (100, 300, 65, 64), (4000, 500, 69, 90)])
+    corrupted = corrupt("pitch_velocity_mask", tk.decode_segment(target), 0)
+    lay = layout.build(style_ids(), TOK.corruption_id("pitch_velocity_mask"), corrupted, left, right, target, 512)
+
+    first = lay.events[:, 0].tolist()
+    sep = [i for i, t in enumerate(first) if t == tk.SEP]
+    assert first[:5] == list(style_ids()) + [TOK.corruption_id("pitch_velocity_mask")]
+    assert sep == [8, 11]                                      # 5 meta + 3 corrupted notes, 1 right window
+    assert lay.events[5:8, 2].tolist() == [tk.PV_MASK] * 3     # the corrupted notes, masks in their slot
+    # right context: T, one note; left context: T n n T n; the target: T, three notes, closing T
+    assert first[9] == tk.T and first[12] == tk.T and first[15] == tk.T and first[17] == tk.T
+    assert lay.prefix == 18 and np.array_equal(lay.events[18:21].reshape(-1), target)
+    assert first[21] == tk.T and len(lay) == 22
+    assert lay.place[:5].tolist() == [layout.META] * 5 and lay.place[5:8].tolist() == [layout.CORRUPT] * 3
+    assert lay.place[9:11].tolist() == [layout.TARGET_PLACE + 1] * 2
+    assert lay.place[12:15].tolist() == [layout.TARGET_PLACE - 2] * 3 and lay.place[15:17].tolist() == [layout.TARGET_PLACE - 1] * 2
+    assert lay.place[17:21].tolist() == [layout.TARGET_PLACE] * 4 and lay.place[21] == layout.TARGET_PLACE + 1
+    # times: 10 ms steps from the target window's start, windows at multiples of 500
+    assert lay.time[5:8].tolist() == [10, 10, 400] and lay.time[18:21].tolist() == [10, 10, 400]
+    assert lay.time[12:17].tolist() == [-1000, -1000, -950, -500, -400] and lay.time[9:11].tolist() == [500, 525]
+    # loss: every clean event after a clean one (not the openers right after SEP); target: what follows T(0)
+    assert np.flatnonzero(lay.loss).tolist() == [10, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+    assert np.flatnonzero(lay.target).tolist() == [18, 19, 20, 21]
+
+
+def test_layout_trims_far_context_first_and_leaves_room_for_generation():
+    dense = [window([(k * 50, 100, 50 + k % 30, 64) for k in range(90)]) for _ in range(6)]
+    target = dense[0]
+    lay = layout.build(style_ids(), TOK.corruption_id("whole_mask"), np.array([tk.MASK]), dense, dense, target, 256)
+    assert len(lay) - 1 <= 256
+    sep = np.flatnonzero(lay.events[:, 0] == tk.SEP)
+    right, left = lay.place[sep[0] + 1:sep[1]], lay.place[sep[1] + 1:lay.prefix - 1]
+    # the room left by the target is shared evenly, the nearest windows kept
+    assert len(left) + len(right) == 256 - (5 + 1 + 2 + 1 + 90) and abs(len(left) - len(right)) <= 1
+    assert set(left.tolist()) == {layout.TARGET_PLACE - 1} and set(right.tolist()) == {layout.TARGET_PLACE + 1}
+    assert lay.events[5, 0] == tk.MASK and lay.events[6, 0] == tk.SEP
+    gen = layout.build(style_ids(), TOK.corruption_id("whole_mask"), np.array([tk.MASK]), dense, [], None, 256,
+                       reserve=100)
+    assert gen.prefix == len(gen) and len(gen) + 100 <= 256 and gen.events[-1, 0] == tk.T
+    assert gen.place[-1] == layout.TARGET_PLACE and not gen.target.any()
+
+
+# ------------------------------------------------------------------ model
+def test_prefill_and_step_on_left_padded_rows_match_the_full_forward(model):
+    lays = [layout.build(style_ids(), TOK.corruption_id(c), corrupt(c, grid_piece(5, s).slice(0, 4990), s),
+                         [tk.encode_segment(w) for w in tk.split_segments(grid_piece(10, s + 1))], [],
+                         tk.encode_segment(grid_piece(5, s + 2).slice(0, 4990)), 192)
+            for s, c in ((0, "skyline"), (3, "whole_mask"))]
+    b = collate([{"events": l.events, "place": l.place, "time": l.time, "loss": l.loss, "target": l.target,
+                  "corruption": 0} for l in lays])
+    with torch.no_grad():
+        full = model.hidden(b["events"][:, :-1], b["place"][:, :-1], b["time"][:, :-1])
+        P = [l.prefix for l in lays]
+        W = max(P)
+        ev = torch.zeros(2, W, 3, dtype=torch.long)
+        pl, tm = torch.zeros(2, W, dtype=torch.long), torch.zeros(2, W, dtype=torch.long)
+        pad = torch.ones(2, W, dtype=torch.bool)
+        for r, n in enumerate(P):
+            ev[r, W - n:], pl[r, W - n:], tm[r, W - n:] = b["events"][r, :n], b["place"][r, :n], b["time"][r, :n]
+            pad[r, W - n:] = False
+        h, cache = model.prefill(ev, pl, tm, pad, max_new=4)
+        for r in range(2):
+            torch.testing.assert_close(h[r], full[r, P[r] - 1], atol=1e-5, rtol=1e-4)
+        for k in range(3):
+            idx = torch.tensor([P[0] + k, P[1] + k])
+            rows = torch.arange(2)
+            h = model.step(b["events"][rows, idx], b["place"][rows, idx], b["time"][rows, idx], cache)
+            for r in range(2):
+                torch.testing.assert_close(h[r], full[r, idx[r]], atol=1e-5, rtol=1e-4)
+
+
+def test_event_nll_is_the_sum_of_the_three_factorised_heads(model):
+    h = torch.randn(3, model.cfg.d_model)
+    nxt = torch.tensor([[tk.ONSET0 + 7, tk.DUR0 + 4, tk.PV0 + 100], [tk.T, tk.PAD, tk.PAD],
+                        [tk.ONSET0, tk.DUR0, tk.PV0]])
+    with torch.no_grad():
+        nll = model.event_nll(h, nxt)
+        on = torch.log_softmax(model.onset_logits(h), -1)
+        dur, g = model.dur_logits(h, nxt[:, 0].clamp(min=tk.ONSET0))
+        pv = torch.log_softmax(model.pv_logits(g, nxt[:, 1].clamp(min=tk.DUR0)), -1)
+        dur = torch.log_softmax(dur, -1)
+    expect0 = -(on[0, 8] + dur[0, 4] + pv[0, 100])
+    torch.testing.assert_close(nll[0], expect0)
+    torch.testing.assert_close(nll[1], -on[1, 0])          # a window's end is one decision
+    torch.testing.assert_close(nll[2], -(on[2, 1] + dur[2, 0] + pv[2, 0]))
+
+
+def test_checkpoint_round_trip_keeps_the_architecture(model, tmp_path):
+    folder = save_checkpoint(model, TOK, tmp_path / "note")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "tatum-notelm" and config["model"]["n_layers"] == 2
+    loaded, tok = load_model(folder)
+    assert isinstance(loaded, NoteLM) and loaded.cfg == model.cfg and tok.tokens == TOK.tokens
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    assert "decoder-only" in (folder / "MODEL_CARD.md").read_text()
+
+
+# ------------------------------------------------------------------ training and validation
+def test_training_lowers_the_loss_and_validates_per_note_per_task(shards, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    last = train(TrainConfig(shards=str(shards), out=str(out), preset="note-tiny", max_steps=30, lr=3e-3, warmup=5,
+                             val_every=15, save_every=15, batch_size=4, threads=1, log_every=5,
+                             val_per_corruption=4), progress=False)
+    lines = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    losses = [l["loss"] for l in lines if "loss" in l]
+    assert losses[-1] < losses[0] - 1.0
+    val = [l for l in lines if "val" in l]
+    names = set(val_tasks(list(tk.CORRUPTIONS))) | {"all"}
+    assert set(val[-1]["val"]) == names and set(val[-1]["unigram"]) == names
+    assert val[-1]["val"]["all"] < val[0]["val"]["all"] < val[0]["unigram"]["all"]
+    assert all(l["cpu_s"] > 0 for l in lines)
+    m, _ = load_model(out / "best")
+    assert isinstance(m, NoteLM)
+    card = (out / "checkpoint" / "MODEL_CARD.md").read_text()
+    assert "nats per note" in card and "continuation" in card
+    assert last["step"] == 30
+
+
+def test_a_cpu_budget_ends_the_run_with_a_validated_checkpoint(shards, tmp_path):  # noqa: F811
+    out = tmp_path / "budget"
+    last = train(TrainConfig(shards=str(shards), out=str(out), preset="note-tiny", max_steps=10_000, warmup=2,
+                             val_every=1000, batch_size=2, threads=1, val_per_corruption=2, budget_cpu_s=1.0),
+                 progress=False)
+    assert last["step"] < 10_000
+    lines = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    assert "val" in lines[-1] and lines[-1]["cpu_s"] >= 1.0
+    assert (out / "checkpoint" / "config.json").exists()
+
+
+def test_validation_measures_both_layouts_on_the_same_notes(shards):  # noqa: F811
+    from tatum.data.shards import ShardSet
+    from tatum.model.transformer import Seq2Seq
+
+    sh = ShardSet(shards)
+    tok = sh.tokenizer
+    for cfg, m in ((ExampleConfig(layout="notelm", max_len=192), build_model(preset("note-tiny", tok.vocab_size))),
+                   (ExampleConfig(max_enc_len=256, max_dec_len=128), Seq2Seq(preset("tiny", tok.vocab_size)))):
+        from tatum.validation import validation_set
+        val = validation_set(sh, cfg, tok, 3)
+        scores = nats_per_note(m, val)
+        # an untrained model is about uniform: log(501) + log(500) + log(704) nats per note, give or take
+        assert 15 < scores["no_context"] < 25 and set(scores) == set(val) | {"all"}
+    ds = ExampleDataset(sh, "val", ExampleConfig(layout="notelm", max_len=192, augment=False), tok)
+    ex = ds.example(0, corruption="whole_mask", context=(2, 0))
+    assert (ex["place"] > layout.TARGET_PLACE + 1).sum() == 0      # no right context
+    assert ex["events"][5, 0] == tk.MASK
+
+
+# ------------------------------------------------------------------ generation
+def rows_for(piece: Notes, melody=None) -> list[Row]:
+    segs = [tk.encode_segment(s) for s in tk.split_segments(piece)]
+    rows = []
+    for i in (1, 2):
+        lay = layout.build(style_ids(), TOK.corruption_id("whole_mask"), np.array([tk.MASK]), segs[:i], segs[i + 1:],
+                           None, 192, reserve=64)
+        rows.append(Row(lay, None if melody is None else melody[i]))
+    return rows
+
+
+def test_decode_writes_grammatical_windows_with_and_without_guidance(model):
+    rows = rows_for(grid_piece(20, 1))
+    for guidance in (0.0, 1.5):
+        out = decode_rows(model, rows, Sampling(seed=2, guidance=guidance), Style(genre={TOK.genre_id("jazz"): .7,
+                          TOK.genre_id("classical"): .3}), TOK.null_style, max_tokens=40,
+                          any_controls=(TOK.density_id(None), TOK.polyphony_id(None)))
+        assert len(out) == 2
+        for ids in out:
+            check_row(ids)
+            assert 0 < len(ids) // 3 <= 40
+    a = decode_rows(model, rows, Sampling(seed=5), null_id=TOK.null_style, max_tokens=20)
+    b = decode_rows(model, rows, Sampling(seed=5), null_id=TOK.null_style, max_tokens=20)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_the_chord_rule_puts_chords_under_every_melody_note(model):
+    line = melody_line(4)
+    steps = {}
+    for k, seg in enumerate(tk.split_segments(line)):
+        steps[k] = {int(o // tk.GRID_MS): int(p) for o, p in zip(seg.onset_ms, seg.pitch)}
+    out = decode_rows(model, rows_for(grid_piece(20, 3), steps), Sampling(seed=1), null_id=TOK.null_style,
+                      chord_size=3, max_tokens=120)
+    for i, ids in zip((1, 2), out):
+        check_row(ids)
+        notes = tk.decode_segment(ids)
+        sizes = near_melody_groups(notes.onset_ms, [s * tk.GRID_MS for s in steps[i]])
+        assert len(sizes) == len(steps[i]) and min(sizes) >= 3
+
+
+def test_tasks_run_on_a_notelm_model(model):
+    piece = grid_piece(25, 4)
+    pair = (model, TOK)
+    out = tasks.continue_(piece, seconds=10, prompt_seconds=15, model=pair, seed=1)
+    assert out.end_ms > piece.start_ms + 15_000 and len(out) > 0
+    out = tasks.improvise(piece, style="jazz", artist="Art Tatum", model=pair, seed=1, plan="light")
+    assert len(out) > 0
+    out = tasks.infill(piece, start_s=5, end_s=15, model=pair, seed=1)
+    assert len(out) > 0
