@@ -30,40 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tatum.evaluate.metrics import estimate_key, mean_polyphony, pitch_class_histogram, same_key
 from valset import DEFAULT_DATA, pijama_val
 
-# Krumhansl & Kessler (1982) probe-tone profiles, C major and C minor.
-MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-
-
-def pc_profile(notes) -> np.ndarray:
-    out = np.zeros(12)
-    np.add.at(out, notes.pitch % 12, notes.dur_ms.astype(float))
-    return out
-
-
-def key_of(notes) -> tuple[int, str]:
-    """(tonic pitch class, "major"|"minor") by Krumhansl–Schmuckler."""
-    prof = pc_profile(notes)
-    best = max(((np.corrcoef(prof, np.roll(ref, t))[0, 1], t, mode)
-                for mode, ref in (("major", MAJOR), ("minor", MINOR)) for t in range(12)))
-    return best[1], best[2]
-
-
-def same_key(a: tuple[int, str], b: tuple[int, str]) -> bool:
-    if a == b:
-        return True
-    (ta, ma), (tb, mb) = a, b
-    rel = (ta + 9) % 12 if ma == "major" else (ta + 3) % 12   # relative minor / major
-    return ma != mb and tb == rel
-
-
 def compare(prompt, cont, prompt_s: float, cont_s: float) -> dict:
-    from tatum.tokenizer import mean_polyphony
-    pa, pb = pc_profile(prompt), pc_profile(cont)
+    pa, pb = pitch_class_histogram(prompt, velocity=False), pitch_class_histogram(cont, velocity=False)
     ok = len(cont) > 0 and pb.std() > 0
-    return {"key_kept": bool(ok and same_key(key_of(prompt), key_of(cont))),
+    return {"key_kept": bool(ok and same_key(estimate_key(prompt), estimate_key(cont))),
             "pc_r": float(np.corrcoef(pa, pb)[0, 1]) if ok else float("nan"),
             "density_ratio": (len(cont) / cont_s) / max(len(prompt) / prompt_s, 1e-9),
             "polyphony_ratio": mean_polyphony(cont) / max(mean_polyphony(prompt), 1e-9) if ok else 0.0}

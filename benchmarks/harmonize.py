@@ -28,7 +28,8 @@ import statistics
 import time
 from pathlib import Path
 
-from valset import DEFAULT_DATA, melody_kept, pijama_val
+from tatum.evaluate.metrics import mean_polyphony, melody_kept, polyphony_rate
+from valset import DEFAULT_DATA, pijama_val
 
 
 def main(argv=None) -> dict:
@@ -47,7 +48,6 @@ def main(argv=None) -> dict:
     import tatum
     from tatum.corruption import skyline_notes
     from tatum.notes import Notes
-    from tatum.tokenizer import mean_polyphony, polyphony_rate
 
     rows = pijama_val(args.data, args.pieces)
     model = tatum.load_model(args.model) if args.model else tatum.load_model()

@@ -31,45 +31,13 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
-from valset import DEFAULT_DATA, melody_kept, pijama_val
-
-FRAME_MS = 1000
-
-
-def chroma(notes, t0: int, t1: int) -> np.ndarray:
-    """Duration-weighted pitch-class profile per frame, [frames, 12]."""
-    n = max(1, (t1 - t0) // FRAME_MS)
-    out = np.zeros((n, 12))
-    for o, d, p in zip(notes.onset_ms.tolist(), notes.dur_ms.tolist(), notes.pitch.tolist()):
-        a, b = max(o, t0), min(o + max(d, 1), t1)
-        for f in range((a - t0) // FRAME_MS, min(n, (b - t0 - 1) // FRAME_MS + 1)):
-            lo, hi = t0 + f * FRAME_MS, t0 + (f + 1) * FRAME_MS
-            out[f, p % 12] += max(0, min(b, hi) - max(a, lo))
-    return out
-
-
-def chroma_r(a, b, t0: int, t1: int) -> float:
-    ca, cb = chroma(a, t0, t1), chroma(b, t0, t1)
-    rs = [np.corrcoef(x, y)[0, 1] for x, y in zip(ca, cb) if x.std() > 0 and y.std() > 0]
-    return float(np.mean(rs)) if rs else float("nan")
-
-
-def rich_chords(notes) -> float:
-    """Share of distinct onsets at which ≥ 4 pitch classes sound."""
-    if not len(notes):
-        return 0.0
-    on, end = notes.onset_ms.astype(np.int64), (notes.onset_ms + notes.dur_ms).astype(np.int64)
-    times = np.unique(on)
-    rich = sum(len(set((notes.pitch[(on <= t) & (end > t)] % 12).tolist())) >= 4 for t in times)
-    return rich / len(times)
+from tatum.evaluate.metrics import chroma_r, mean_polyphony, melody_kept, rich_chord_share
+from valset import DEFAULT_DATA, pijama_val
 
 
 def texture(notes, seconds: float) -> dict:
-    from tatum.tokenizer import mean_polyphony
     return {"notes_per_s": len(notes) / seconds, "mean_polyphony": mean_polyphony(notes),
-            "rich_chords": rich_chords(notes)}
+            "rich_chords": rich_chord_share(notes)}
 
 
 def main(argv=None) -> dict:
