@@ -69,3 +69,32 @@ def nats_per_note(model, val: dict[str, list], device="cpu", batch_size: int = 1
     out["all"] = tot / max(n_tot, 1)
     model.train(was)
     return out
+
+
+def example_config(model) -> ExampleConfig:
+    """The example layout a model reads (its own input limits)."""
+    from tatum.model.notelm import NoteLM
+
+    m = model.cfg
+    if isinstance(model, NoteLM):
+        return ExampleConfig(layout="notelm", max_len=m.max_len)
+    return ExampleConfig(max_enc_len=m.max_enc_len, max_dec_len=m.max_dec_len)
+
+
+def table(models: dict[str, object], shards, per_task: int = 64, artist: str | None = None) -> dict[str, dict]:
+    """Nats per note per task for each model on the same val windows (of `artist`'s pieces when given).
+    `models`: name → (model, tokenizer)."""
+    pieces = [p for p in shards.split("val") if artist is None or (p.artist or "").casefold() == artist.casefold()]
+    out = {}
+    for name, (model, tok) in models.items():
+        val = validation_set(shards, example_config(model), tok, per_task, pieces=pieces)
+        out[name] = nats_per_note(model, val)
+    return out
+
+
+def markdown(scores: dict[str, dict], digits: int = 2) -> str:
+    """Rows per model, columns per task."""
+    cols = list(next(iter(scores.values())))
+    head = "| model | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
+    return head + "".join(f"| {name} | " + " | ".join(f"{s[c]:.{digits}f}" for c in cols) + " |\n"
+                          for name, s in scores.items())
