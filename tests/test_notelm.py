@@ -219,14 +219,14 @@ def test_decode_writes_grammatical_windows_with_and_without_guidance(model):
     rows = rows_for(grid_piece(20, 1))
     for guidance in (0.0, 1.5):
         out = decode_rows(model, rows, Sampling(seed=2, guidance=guidance), Style(genre={TOK.genre_id("jazz"): .7,
-                          TOK.genre_id("classical"): .3}), TOK.null_style, max_tokens=40,
+                          TOK.genre_id("classical"): .3}), TOK.null_style, max_tokens=120,
                           any_controls=(TOK.density_id(None), TOK.polyphony_id(None)))
         assert len(out) == 2
         for ids in out:
             check_row(ids)
             assert 0 < len(ids) // 3 <= 40
-    a = decode_rows(model, rows, Sampling(seed=5), null_id=TOK.null_style, max_tokens=20)
-    b = decode_rows(model, rows, Sampling(seed=5), null_id=TOK.null_style, max_tokens=20)
+    a = decode_rows(model, rows, Sampling(seed=5), null_id=TOK.null_style, max_tokens=60)
+    b = decode_rows(model, rows, Sampling(seed=5), null_id=TOK.null_style, max_tokens=60)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
@@ -236,7 +236,7 @@ def test_the_chord_rule_puts_chords_under_every_melody_note(model):
     for k, seg in enumerate(tk.split_segments(line)):
         steps[k] = {int(o // tk.GRID_MS): int(p) for o, p in zip(seg.onset_ms, seg.pitch)}
     out = decode_rows(model, rows_for(grid_piece(20, 3), steps), Sampling(seed=1), null_id=TOK.null_style,
-                      chord_size=3, max_tokens=120)
+                      chord_size=3, max_tokens=360)
     for i, ids in zip((1, 2), out):
         check_row(ids)
         notes = tk.decode_segment(ids)
@@ -253,3 +253,96 @@ def test_tasks_run_on_a_notelm_model(model):
     assert len(out) > 0
     out = tasks.infill(piece, start_s=5, end_s=15, model=pair, seed=1)
     assert len(out) > 0
+
+
+# ------------------------------------------------------------------ streaming (DESIGN §6)
+from tatum.errors import TatumError  # noqa: E402
+from tatum.generate.engine import Conditioning  # noqa: E402
+from tatum.generate.stream import State, Stream  # noqa: E402
+
+JAZZ, TATUM = Conditioning(genre={"jazz": 1.0}), Conditioning(genre={"jazz": 1.0}, artist={"Art Tatum": 1.0})
+
+
+def jam(stream: Stream, chunks: int, chunk_s: float = 1.0, state: State | None = None, cond=JAZZ, live=None):
+    out = []
+    for i in range(chunks):
+        notes, state = stream.generate_chunk(state, cond(i) if callable(cond) else cond, Sampling(seed=7),
+                                             chunk_s, live(i, state) if live else None)
+        out.append(notes)
+    return out, state
+
+
+def test_chunks_tile_the_clock_and_a_saved_state_resumes_exactly(model):
+    stream = Stream(model, TOK)
+    chunks, state = jam(stream, 8)
+    assert state.played_ms == 8000 and state.chunk_index == 8
+    for i, c in enumerate(chunks):
+        assert np.all((c.onset_ms >= 1000 * i) & (c.onset_ms < 1000 * (i + 1)))
+    assert sum(len(c) for c in chunks) > 0
+    # a jam saved as JSON after 4 chunks and resumed plays what the uninterrupted one played
+    first, saved = jam(stream, 4)
+    restored = State.from_dict(json.loads(saved.to_json()))
+    rest, _ = jam(stream, 4, state=restored)
+    assert all(np.array_equal(a.pitch, b.pitch) and np.array_equal(a.onset_ms, b.onset_ms)
+               for a, b in zip(chunks[4:], rest))
+
+
+def test_a_style_change_redraws_the_rest_of_the_current_window_only(model):
+    stream = Stream(model, TOK)
+    base, _ = jam(stream, 5)
+    switched, state = jam(stream, 5, cond=lambda i: TATUM if i >= 2 else JAZZ)
+    assert all(np.array_equal(a.onset_ms, b.onset_ms) for a, b in zip(base[:2], switched[:2]))  # already played
+    assert state.window == 0 and json.loads(state.plan_key)["artist"] == {"Art Tatum": 1.0}
+    assert state.plan_ms == 2000        # redrawn inside window 0, from the moment of the change
+
+
+def test_respond_listens_while_the_player_plays_and_answers_after_a_pause(model):
+    stream = Stream(model, TOK, mode="respond", gap_ms=500)
+
+    def player(i, state):     # a phrase in chunks 1-3, then silence
+        t = state.played_ms if state else 0
+        return Notes([t + 100, t + 400], [250, 250], [72, 76], [90, 90]) if 1 <= i <= 3 else None
+
+    chunks, state = jam(stream, 9, chunk_s=0.5, live=player)
+    assert all(len(c) == 0 for c in chunks[1:4])
+    assert state.live and sum(len(c) for c in chunks[5:]) > 0
+
+
+def test_accompany_plays_under_the_players_line(model):
+    stream = Stream(model, TOK, mode="accompany")
+
+    def player(i, state):
+        t = state.played_ms if state else 0
+        return Notes([t + 50], [900], [64], [90])
+
+    chunks, _ = jam(stream, 6, live=player)
+    played = Notes.merge(chunks)
+    assert np.all(played.pitch < 64)
+
+
+def test_stream_refuses_bad_settings(model):
+    with pytest.raises(TatumError, match="chunk length"):
+        Stream(model, TOK).generate_chunk(None, chunk_s=7)
+    with pytest.raises(TatumError, match="jam mode"):
+        Stream(model, TOK, mode="duet")
+
+
+def test_decoding_continues_after_notes_already_played(model):
+    rows = rows_for(grid_piece(20, 5))
+    done = window([(100, 200, 60, 64), (900, 300, 67, 80)])
+    rows = [Row(r.enc, played=done, from_step=150) for r in rows]
+    for ids in decode_rows(model, rows, Sampling(seed=1), null_id=TOK.null_style, max_tokens=90):
+        check_row(ids)
+        assert np.array_equal(ids[:6], done)
+        assert np.all(ids[6::3] - tk.ONSET0 >= 150)      # nothing new before the present
+
+
+def test_the_stream_also_plays_an_encoder_decoder_model():
+    from tatum.model.transformer import Seq2Seq
+
+    torch.manual_seed(1)
+    s2s = Seq2Seq(preset("tiny", TOK.vocab_size)).eval()
+    chunks, state = jam(Stream(s2s, TOK), 4, cond=lambda i: TATUM if i >= 2 else JAZZ)
+    assert state.played_ms == 4000 and state.plan_ms == 2000
+    for i, c in enumerate(chunks):
+        assert np.all((c.onset_ms >= 1000 * i) & (c.onset_ms < 1000 * (i + 1)))

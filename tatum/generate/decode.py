@@ -22,6 +22,9 @@ class Row:
 
     enc: np.ndarray | lay.Layout
     melody: dict[int, int] | set[int] | None = None
+    played: np.ndarray | None = None   # the window's notes already played (tokens), kept as they are and
+                                       # continued from (a style change inside a window, live input)
+    from_step: int = 0                 # no new onset before this grid step (the present, in real time)
 
 
 @dataclass
@@ -61,8 +64,13 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     if not rows:
         return []
     if isinstance(model, NoteLM):
-        return decode_events(model, rows, sampling, style, null_id, gen, chord_size, max_tokens, any_controls,
-                             chord_hold)
+        return decode_events(model, rows, sampling, style, null_id, gen, chord_size,
+                             None if max_tokens is None else max_tokens // 3, any_controls, chord_hold)
+    played = [r.played if r.played is not None else np.zeros(0, np.int64) for r in rows]
+    if len(rows) > 1 and any(len(p) or r.from_step for p, r in zip(played, rows)):  # one row at a time
+        gen = gen or sampling.generator()
+        return [decode_rows(model, [r], sampling, style, null_id, gen, chord_size, max_tokens, any_controls,
+                            chord_hold)[0] for r in rows]
     device = next(model.parameters()).device
     style = style or Style()
     n = len(rows)
@@ -93,10 +101,13 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
                       melody_onsets=melody if any(m for m in melody) else None, chord_size=chord_size,
                       chord_hold=chord_hold)
     gen = gen or sampling.generator()
-    out = [[] for _ in range(n)]
+    out = [list(np.asarray(p).tolist()) for p in played]
     alive = torch.arange(n)            # original row index of each live row
-    tokens = torch.full((len(encs), 1), tk.BOS, dtype=torch.long, device=device)
-    for _ in range(limit):
+    start = torch.from_numpy(np.concatenate([[tk.BOS], np.asarray(played[0], dtype=np.int64)]))
+    tokens = start[None].repeat(len(encs), 1).to(device)
+    if len(played[0]) or rows[0].from_step:
+        grammar.resume(0, np.asarray(played[0], dtype=np.int64)[0::3] - tk.ONSET0, rows[0].from_step)
+    for _ in range(limit - len(played[0])):
         logits = model.decode_step(tokens, cache)
         k = len(alive)
         if guided:
@@ -149,7 +160,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     style = style or Style()
     n, V = len(rows), model.cfg.vocab_size
     guided = sampling.guidance != 0 and null_id is not None
-    prefixes = [r.enc for r in rows]
+    prefixes = [_with_played(r) for r in rows]
     events = [p.events for p in prefixes]
     if guided:
         uncond = []
@@ -181,8 +192,13 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     melody = [r.melody for r in rows]
     grammar = Grammar(n, V, device, melody_onsets=melody if any(m for m in melody) else None,
                       chord_size=chord_size, chord_hold=chord_hold)
-    gen = gen or sampling.generator()
     out = [[] for _ in range(n)]
+    for r, row in enumerate(rows):
+        done = np.zeros(0, np.int64) if row.played is None else np.asarray(row.played, dtype=np.int64)
+        if len(done) or row.from_step:
+            grammar.resume(r, done[0::3] - tk.ONSET0, row.from_step)
+            out[r].extend(done.tolist())
+    gen = gen or sampling.generator()
     alive = torch.arange(n)
 
     def mixed(logits: torch.Tensor) -> torch.Tensor:
@@ -216,3 +232,15 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
             out[j].extend(triple)
         h = model.step(both(note).to(device), target_place, both(onset - tk.ONSET0).to(device), cache)
     return [np.array(o, dtype=np.int64) for o in out]
+
+
+def _with_played(row: Row) -> lay.Layout:
+    """A row's prefix, followed by the notes of the window already played."""
+    if row.played is None or not len(row.played):
+        return row.enc
+    p = row.enc
+    ev = lay.events_of(row.played)
+    return lay.Layout(np.concatenate([p.events, ev]),
+                      np.concatenate([p.place, np.full(len(ev), lay.TARGET_PLACE, dtype=np.int64)]),
+                      np.concatenate([p.time, lay.event_time(ev)]), np.zeros(len(p) + len(ev), bool),
+                      np.zeros(len(p) + len(ev), bool), len(p) + len(ev))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from tatum import tokenizer as tk
+from tatum.corruption import group_onsets
 
 
 @dataclass
@@ -65,6 +67,22 @@ class Grammar:
         if self.melody is not None:
             self.melody = [self.melody[i] for i in rows.tolist()]
             self.pending = [self.pending[i] for i in rows.tolist()]
+
+    def resume(self, row: int, onsets: np.ndarray, floor: int = 0) -> None:
+        """Continue row `row` after notes already in place at `onsets` (grid steps, ascending) and
+        not before step `floor` (the present, in real time): later notes may not go back, and melody
+        onsets passed are served."""
+        onsets = np.asarray(onsets, dtype=np.int64)
+        last = max(int(onsets[-1]) if len(onsets) else 0, floor)
+        self.last_onset[row] = last
+        if len(onsets):
+            groups = group_onsets(onsets, self.chord_steps)
+            in_last = int((groups == groups[-1]).sum())
+            self.group_start[row] = int(onsets[groups == groups[-1]][0])
+            self.group_notes[row] = in_last
+            self.group_count[row] = max(in_last, self.chord_size)
+        if self.pending is not None:
+            self.pending[row] = [m for m in self.pending[row] if m > last]
 
     def _next_melody_onset(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's next unserved melody onset step (10**6 when none), and which rows are about to

@@ -1,0 +1,182 @@
+"""The real-time contract (DESIGN §6): Magenta RealTime's `generate_chunk`, on symbolic music.
+
+    chunk, state = stream.generate_chunk(state, conditioning, sampling, chunk_s=2.0, live=notes)
+
+`state=None` starts a jam. The state is explicit and serialisable (`State.to_dict` / `from_dict`): a
+jam can be saved and resumed exactly. Time runs in milliseconds from the jam's start, cut into the
+model's 5 s windows. A window is decoded in one go when a chunk first reaches it (continuation: the
+last ≈10 s as left context, nothing on the right), and chunks stream out of it as the clock passes.
+A change of conditioning takes effect inside the current window: the part already played stays as the
+decoder's prefix and the rest is redrawn. Live notes (the musician's) join the context, and in two
+modes shape what the engine plays:
+
+- `respond` (call and response): while the player plays, the engine listens (plays nothing); once the
+  player pauses for `gap_ms`, it answers, continuing from what was just played;
+- `accompany`: the player's notes so far are part of the window, and the engine plays only under the
+  player's line (nothing at or above the lowest note the player holds or just played).
+
+No I/O here: ports, audio and servers are adapters in `tatum/realtime/` that call this.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tatum import layout
+from tatum import tokenizer as tk
+from tatum.errors import TatumError
+from tatum.generate.decode import Row, decode_rows
+from tatum.generate.engine import ROOM, Conditioning
+from tatum.generate.sampling import Sampling
+from tatum.model.notelm import NoteLM
+from tatum.notes import Notes
+
+W = tk.SEGMENT_MS
+CONTEXT_WINDOWS = 2          # ≈ 10 s of context
+MODES = ("solo", "respond", "accompany")
+
+
+@dataclass
+class State:
+    """Everything a jam needs to go on. Notes are (onset ms from the jam's start, dur ms, pitch,
+    velocity) lists, so the state is plain JSON."""
+
+    played_ms: int = 0                               # the clock: chunks returned up to here
+    chunk_index: int = 0
+    window: int = -1                                 # the window planned in `plan`
+    plan: list[list[int]] = field(default_factory=list)   # its engine notes, times within the window
+    plan_key: str = ""                               # the conditioning it was drawn under
+    plan_ms: int = 0                                 # and when
+    history: list[list[int]] = field(default_factory=list)  # engine notes played (absolute times)
+    live: list[list[int]] = field(default_factory=list)     # the player's notes (absolute times)
+    last_live_ms: int = -10**9                       # when the player last started a note
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "State":
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+def _notes(rows: list[list[int]]) -> Notes:
+    if not rows:
+        return Notes.empty()
+    a = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    return Notes(a[:, 0], a[:, 1], a[:, 2], a[:, 3])
+
+
+def _rows(notes: Notes, shift_ms: int = 0) -> list[list[int]]:
+    return [[int(o) + shift_ms, int(d), int(p), int(v)]
+            for o, d, p, v in zip(notes.onset_ms, notes.dur_ms, notes.pitch, notes.velocity)]
+
+
+def _window_tokens(notes: Notes, w: int) -> np.ndarray:
+    """Tokens of window `w` of notes on the jam's clock."""
+    seg = notes.select((notes.onset_ms >= w * W) & (notes.onset_ms < (w + 1) * W)).shift(-w * W)
+    return tk.encode_segment(seg)
+
+
+def _key(conditioning: Conditioning) -> str:
+    return json.dumps(asdict(conditioning), sort_keys=True)
+
+
+@dataclass
+class Stream:
+    """A model and its vocabulary, jamming: `generate_chunk` is the whole interface."""
+
+    model: object
+    tok: object
+    mode: str = "solo"
+    gap_ms: int = 600            # respond: the pause after which the engine answers
+    context_windows: int = CONTEXT_WINDOWS
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise TatumError(f"unknown jam mode {self.mode!r}; modes: {', '.join(MODES)}")
+
+    # ------------------------------------------------------------- the contract
+    def generate_chunk(self, state: State | None, conditioning: Conditioning | None = None,
+                       sampling: Sampling | None = None, chunk_s: float = 2.0,
+                       live: Notes | None = None) -> tuple[Notes, State]:
+        """The engine's notes for the next `chunk_s` seconds (onsets on the jam's clock), and the new
+        state. `live`: the player's notes since the last call, on the same clock."""
+        if not 0.05 <= chunk_s <= W / 1000:
+            raise TatumError(f"chunk length must be 0.05–{W // 1000} s, not {chunk_s}")
+        state = State() if state is None else State.from_dict(state.to_dict())
+        conditioning = conditioning or Conditioning(genre={"jazz": 1.0})
+        sampling = sampling or Sampling()
+        if live is not None and len(live):
+            state.live += _rows(live)
+            state.last_live_ms = max(state.last_live_ms, int(live.onset_ms.max()))
+        start, end = state.played_ms, state.played_ms + round(chunk_s * 1000)
+        out = []
+        for w in range(start // W, (end - 1) // W + 1):
+            lo, hi = max(start, w * W), min(end, (w + 1) * W)
+            self._plan(state, w, lo, conditioning, sampling)
+            plan = _notes(state.plan).shift(w * W)
+            out.append(plan.select((plan.onset_ms >= lo) & (plan.onset_ms < hi)))
+        chunk = self._filter(state, Notes.merge(out), start, end)
+        state.history += _rows(chunk)
+        state.played_ms, state.chunk_index = end, state.chunk_index + 1
+        self._forget(state)
+        return chunk, state
+
+    # ------------------------------------------------------------- planning
+    def _plan(self, state: State, w: int, now: int, cond: Conditioning, sampling: Sampling) -> None:
+        """Make sure window `w` is planned under `cond` from `now` on: drawn afresh when the clock
+        enters it, redrawn from `now` when the conditioning changed or the player played since."""
+        key = _key(cond)
+        heard = any(r[0] >= state.plan_ms and w * W <= r[0] < now for r in state.live)
+        answering = self.mode == "accompany" or (self.mode == "respond" and state.last_live_ms <= now - self.gap_ms)
+        if state.window == w and state.plan_key == key and not (heard and answering):
+            return
+        played = Notes.merge([_notes(state.history), _notes(state.live)])
+        prefix = tk.encode_segment(played.select((played.onset_ms >= w * W) & (played.onset_ms < now)).shift(-w * W))
+        left = [_window_tokens(played, k) for k in range(max(0, w - self.context_windows), w)]
+        before = played.select((played.onset_ms >= (w - 1) * W) & (played.onset_ms < w * W)).shift(-(w - 1) * W)
+        style_ids, style = cond.tokens(self.tok, before)
+        mask = np.array([tk.MASK])
+        if isinstance(self.model, NoteLM):
+            enc = layout.build(style_ids, self.tok.corruption_id("whole_mask"), mask, left, [], None,
+                               self.model.cfg.max_len, reserve=ROOM)
+        else:
+            from tatum.data.examples import build_encoder_input
+            enc = build_encoder_input(self.tok, style_ids, left, "whole_mask", mask, [],
+                                      self.model.cfg.max_enc_len)
+        gen = sampling.generator(salt=state.chunk_index * 7919 + w)
+        row = Row(enc, played=prefix, from_step=(now - w * W) // tk.GRID_MS)
+        ids = decode_rows(self.model, [row], sampling, style, self.tok.null_style, gen,
+                          any_controls=(self.tok.density_id(None), self.tok.polyphony_id(None)))[0]
+        state.window, state.plan_key, state.plan_ms = w, key, now
+        state.plan = _rows(tk.decode_segment(ids[len(prefix):]))
+
+    # ------------------------------------------------------------- live input
+    def _filter(self, state: State, chunk: Notes, start: int, end: int) -> Notes:
+        if self.mode == "respond" and state.last_live_ms > start - self.gap_ms:
+            return Notes.empty()          # the player is playing: listen
+        if self.mode == "accompany" and state.live:
+            recent = _notes(state.live)
+            recent = recent.select(recent.onset_ms + recent.dur_ms > start - 1000)
+            if len(recent):
+                return chunk.select(chunk.pitch < int(recent.pitch.min()))
+        return chunk
+
+    def _forget(self, state: State) -> None:
+        """Keep only what the context can still reach."""
+        horizon = (state.played_ms // W - self.context_windows - 1) * W
+        state.history = [r for r in state.history if r[0] >= horizon]
+        state.live = [r for r in state.live if r[0] >= horizon]
+
+
+def generate_chunk(stream: Stream, state: State | None, conditioning: Conditioning | None = None,
+                   sampling: Sampling | None = None, chunk_s: float = 2.0,
+                   live: Notes | None = None) -> tuple[Notes, State]:
+    """`stream.generate_chunk(...)` as a function, for symmetry with Magenta RT's module API."""
+    return stream.generate_chunk(state, conditioning, sampling, chunk_s, live)
