@@ -101,6 +101,8 @@ class Layout:
     loss: np.ndarray
     target: np.ndarray
     prefix: int
+    aligned: np.ndarray | None = None   # [L, 3]: at the target's j-th position, the corrupted target's
+                                        # j-th note (what the next note would be were nothing changed)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -148,4 +150,14 @@ def build(style: tuple[int, int, int, int], corruption_id: int, corrupted: np.nd
     loss[1:] = clean[1:] & clean[:-1]
     target_mask = np.zeros(len(events), dtype=bool)
     target_mask[prefix:] = True
-    return Layout(events, place, time, loss, target_mask, prefix)
+    return Layout(events, place, time, loss, target_mask, prefix, aligned_notes(corr, prefix - 1, len(events)))
+
+
+def aligned_notes(corrupted: np.ndarray, opener: int, length: int) -> np.ndarray:
+    """[length, 3]: from the target's opening T (at `opener`) on, position opener + j holds the
+    corrupted target's j-th note, where it has one (PAD elsewhere)."""
+    out = np.full((length, 3), tk.PAD, dtype=np.int64)
+    notes = corrupted[is_note(corrupted) | (corrupted[:, 0] == tk.ONSET_MASK)] if len(corrupted) else corrupted
+    n = max(0, min(len(notes), length - opener))
+    out[opener:opener + n] = notes[:n]
+    return out

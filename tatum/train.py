@@ -325,7 +325,8 @@ def n_labels(b: dict) -> int:
 def summed_nll(net, b: dict, device, autocast) -> torch.Tensor:
     with autocast():
         if "events" in b:
-            return net(b["events"].to(device), b["place"].to(device), b["time"].to(device), b["loss"].to(device)).float().sum()
+            return net(b["events"].to(device), b["place"].to(device), b["time"].to(device), b["loss"].to(device),
+                       b["aligned"].to(device)).float().sum()
         logits = net(b["enc"].to(device), b["dec_in"].to(device))
     return F.cross_entropy(logits.float().flatten(0, 1), b["labels"].to(device).flatten(),
                            ignore_index=IGNORE, reduction="sum")

@@ -42,7 +42,7 @@ def _target_nll(model, b: dict, device) -> tuple[float, int]:
     """Summed NLL of the target windows of a batch (their end included) and their count of notes."""
     if "events" in b:
         events, mask = b["events"].to(device), b["target"].to(device)
-        nll = model(events, b["place"].to(device), b["time"].to(device), mask)
+        nll = model(events, b["place"].to(device), b["time"].to(device), mask, b["aligned"].to(device))
         notes = int((mask[:, 1:] & (events[:, 1:, 0] >= tk.ONSET0) & (events[:, 1:, 0] < tk.DUR0)).sum())
         return float(nll.sum()), notes
     logits = model(b["enc"].to(device), b["dec_in"].to(device))

@@ -98,32 +98,44 @@ def test_layout_trims_far_context_first_and_leaves_room_for_generation():
 
 
 # ------------------------------------------------------------------ model
-def test_prefill_and_step_on_left_padded_rows_match_the_full_forward(model):
+@pytest.mark.parametrize("align", [False, True])
+def test_prefill_and_step_on_left_padded_rows_match_the_full_forward(align):
+    torch.manual_seed(0)
+    model = build_model(preset("note-tiny", TOK.vocab_size, align_input=align)).eval()
     lays = [layout.build(style_ids(), TOK.corruption_id(c), corrupt(c, grid_piece(5, s).slice(0, 4990), s),
                          [tk.encode_segment(w) for w in tk.split_segments(grid_piece(10, s + 1))], [],
-                         tk.encode_segment(grid_piece(5, s + 2).slice(0, 4990)), 192)
-            for s, c in ((0, "skyline"), (3, "whole_mask"))]
-    b = collate([{"events": l.events, "place": l.place, "time": l.time, "loss": l.loss, "target": l.target,
-                  "corruption": 0} for l in lays])
+                         tk.encode_segment(grid_piece(5, s).slice(0, 4990)), 192)
+            for s, c in ((0, "pitch_velocity_mask"), (3, "whole_mask"))]
+    b = collate([{"events": l.events, "place": l.place, "time": l.time, "aligned": l.aligned, "loss": l.loss,
+                  "target": l.target, "corruption": 0} for l in lays])
     with torch.no_grad():
-        full = model.hidden(b["events"][:, :-1], b["place"][:, :-1], b["time"][:, :-1])
+        full = model.hidden(b["events"][:, :-1], b["place"][:, :-1], b["time"][:, :-1], aligned=b["aligned"][:, :-1])
         P = [l.prefix for l in lays]
         W = max(P)
-        ev = torch.zeros(2, W, 3, dtype=torch.long)
+        ev, al = torch.zeros(2, W, 3, dtype=torch.long), torch.zeros(2, W, 3, dtype=torch.long)
         pl, tm = torch.zeros(2, W, dtype=torch.long), torch.zeros(2, W, dtype=torch.long)
         pad = torch.ones(2, W, dtype=torch.bool)
         for r, n in enumerate(P):
             ev[r, W - n:], pl[r, W - n:], tm[r, W - n:] = b["events"][r, :n], b["place"][r, :n], b["time"][r, :n]
+            al[r, W - n:] = b["aligned"][r, :n]
             pad[r, W - n:] = False
-        h, cache = model.prefill(ev, pl, tm, pad, max_new=4)
+        h, cache = model.prefill(ev, pl, tm, pad, max_new=4, aligned=al)
         for r in range(2):
             torch.testing.assert_close(h[r], full[r, P[r] - 1], atol=1e-5, rtol=1e-4)
         for k in range(3):
             idx = torch.tensor([P[0] + k, P[1] + k])
             rows = torch.arange(2)
-            h = model.step(b["events"][rows, idx], b["place"][rows, idx], b["time"][rows, idx], cache)
+            h = model.step(b["events"][rows, idx], b["place"][rows, idx], b["time"][rows, idx], cache,
+                           b["aligned"][rows, idx])
             for r in range(2):
                 torch.testing.assert_close(h[r], full[r, idx[r]], atol=1e-5, rtol=1e-4)
+    # the pitch-velocity-masked target: its j-th position carries the corrupted note j
+    lay = lays[0]
+    opener = lay.prefix - 1
+    corr = lay.events[lay.place == layout.CORRUPT]
+    assert np.array_equal(lay.aligned[opener:opener + len(corr)], corr)
+    assert (lay.aligned[:opener] == tk.PAD).all() and (lay.aligned[opener + len(corr):] == tk.PAD).all()
+    assert np.array_equal(corr[:, :2], lay.events[lay.prefix:lay.prefix + len(corr), :2])  # onsets, durations
 
 
 def test_event_nll_is_the_sum_of_the_three_factorised_heads(model):
@@ -325,6 +337,26 @@ def test_stream_refuses_bad_settings(model):
         Stream(model, TOK).generate_chunk(None, chunk_s=7)
     with pytest.raises(TatumError, match="jam mode"):
         Stream(model, TOK, mode="duet")
+
+
+def test_decoding_feeds_each_note_its_aligned_corrupted_note(monkeypatch):
+    torch.manual_seed(0)
+    model = build_model(preset("note-tiny", TOK.vocab_size, align_input=True)).eval()
+    target = tk.split_segments(grid_piece(20, 9))[1]
+    corrupted = corrupt("pitch_velocity_mask", target, 0)
+    segs = [tk.encode_segment(s) for s in tk.split_segments(grid_piece(20, 9))]
+    lay = layout.build(style_ids(), TOK.corruption_id("pitch_velocity_mask"), corrupted, segs[:1], segs[2:], None,
+                       192, reserve=64)
+    seen = []
+    real = NoteLM.step
+    monkeypatch.setattr(NoteLM, "step", lambda self, e, p, t, c, aligned=None: seen.append(aligned[0].tolist())
+                        or real(self, e, p, t, c, aligned))
+    done = window([(0, 100, 60, 64)])
+    out = decode_rows(model, [Row(lay, played=done)], Sampling(seed=1), null_id=TOK.null_style, max_tokens=30)[0]
+    corr = layout.events_of(corrupted)
+    n = len(out) // 3
+    expect = [corr[k].tolist() if k < len(corr) else [tk.PAD] * 3 for k in range(2, n + 1)]
+    assert seen[:n - 1] == expect[:n - 1]
 
 
 def test_decoding_continues_after_notes_already_played(model):

@@ -210,8 +210,8 @@ class ExampleDataset(torch.utils.data.Dataset):
         if cfg.layout == "notelm":
             lay = layout.build(d.style, self.tok.corruption_id(d.corruption), d.corrupted, d.windows[:d.k],
                                d.windows[d.k + 1:], d.windows[d.k], cfg.max_len)
-            return {"events": lay.events, "place": lay.place, "time": lay.time, "loss": lay.loss,
-                    "target": lay.target, "corruption": index}
+            return {"events": lay.events, "place": lay.place, "time": lay.time, "aligned": lay.aligned,
+                    "loss": lay.loss, "target": lay.target, "corruption": index}
         enc = build_encoder_input(self.tok, d.style, d.windows[:d.k], d.corruption, d.corrupted,
                                   d.windows[d.k + 1:], cfg.max_enc_len)
         dec_in, labels = decoder_pair(d.windows[d.k], cfg.max_dec_len)
@@ -247,5 +247,5 @@ def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
     out = {"corruption": torch.tensor([b["corruption"] for b in batch], dtype=torch.long)}
     if "events" in batch[0]:
         return out | {"events": pad("events", tk.PAD), "place": pad("place", 0), "time": pad("time", 0),
-                      "loss": pad("loss", False), "target": pad("target", False)}
+                      "aligned": pad("aligned", tk.PAD), "loss": pad("loss", False), "target": pad("target", False)}
     return out | {"enc": pad("enc", tk.PAD), "dec_in": pad("dec_in", tk.PAD), "labels": pad("labels", IGNORE)}

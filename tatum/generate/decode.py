@@ -175,20 +175,28 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     width = max(len(e) for e in events)
     B = len(events)
     ev = torch.zeros(B, width, 3, dtype=torch.long)
+    aligned = torch.zeros(B, width, 3, dtype=torch.long)
     place = torch.zeros(B, width, dtype=torch.long)
     time = torch.zeros(B, width, dtype=torch.long)
     pad = torch.ones(B, width, dtype=torch.bool)
     for i, (e, p) in enumerate(zip(events, prefixes)):
         k = width - len(e)
         ev[i, k:], place[i, k:], time[i, k:] = (torch.from_numpy(np.asarray(a)) for a in (e, p.place, p.time))
+        if p.aligned is not None:
+            aligned[i, k:] = torch.from_numpy(p.aligned)
         pad[i, k:] = False
+    # The corrupted notes lined up with the notes to come: the k-th note of a row's window is fed
+    # together with its corrupted note k + 1 (tatum.layout.aligned_notes).
+    count = torch.tensor([0 if r.played is None else len(r.played) // 3 for r in rows])
+    corr = torch.from_numpy(np.stack([lay.aligned_notes(_corrupted(r.enc), 0, MAX_NOTES + 2 + int(c))[:MAX_NOTES + 2]
+                                      for r, c in zip(rows, count.tolist())]))
     starts = pad.sum(1).to(device)   # each row's first real position (its genre event)
     mixes = _mixes(style, B, n, null_id, device) if null_id is not None else None
     if mixes:
         mixes = [(starts + pos, ids, w) for pos, ids, w in mixes]
     limit = min(max_notes or MAX_NOTES, MAX_NOTES)
     h, cache = model.prefill(ev.to(device), place.to(device), time.to(device), pad.to(device), mixes,
-                             max_new=limit + 1)
+                             max_new=limit + 1, aligned=aligned.to(device))
     melody = [r.melody for r in rows]
     grammar = Grammar(n, V, device, melody_onsets=melody if any(m for m in melody) else None,
                       chord_size=chord_size, chord_hold=chord_hold)
@@ -222,6 +230,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
             grammar.select(keep)
             cache = cache.select(torch.cat([keep, keep + len(done)]) if guided else keep)
             target_place = target_place[: len(h)]
+            count, corr = count[keep], corr[keep]
         dur_logits, g = model.dur_logits(h, both(onset))
         dur = pick(_full(mixed(dur_logits), tk.DUR0, V), grammar.allowed(), sampling, gen)
         grammar.advance(dur)
@@ -230,17 +239,26 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         note = torch.stack([onset, dur, pv], dim=1)
         for j, triple in zip(alive.tolist(), note.tolist()):
             out[j].extend(triple)
-        h = model.step(both(note).to(device), target_place, both(onset - tk.ONSET0).to(device), cache)
+        count = count + 1
+        nxt = corr[torch.arange(len(count)), count.clamp(max=corr.shape[1] - 1)]
+        h = model.step(both(note).to(device), target_place, both(onset - tk.ONSET0).to(device), cache,
+                       both(nxt).to(device))
     return [np.array(o, dtype=np.int64) for o in out]
 
 
 def _with_played(row: Row) -> lay.Layout:
-    """A row's prefix, followed by the notes of the window already played."""
-    if row.played is None or not len(row.played):
-        return row.enc
+    """A row's prefix, followed by the notes of the window already played (the corrupted notes lined
+    up with them as the layout does)."""
     p = row.enc
+    if row.played is None or not len(row.played):
+        return p
     ev = lay.events_of(row.played)
+    n = len(p) + len(ev)
     return lay.Layout(np.concatenate([p.events, ev]),
                       np.concatenate([p.place, np.full(len(ev), lay.TARGET_PLACE, dtype=np.int64)]),
-                      np.concatenate([p.time, lay.event_time(ev)]), np.zeros(len(p) + len(ev), bool),
-                      np.zeros(len(p) + len(ev), bool), len(p) + len(ev))
+                      np.concatenate([p.time, lay.event_time(ev)]), np.zeros(n, bool), np.zeros(n, bool), n,
+                      lay.aligned_notes(_corrupted(p), p.prefix - 1, n))
+
+
+def _corrupted(p: lay.Layout) -> np.ndarray:
+    return p.events[p.place == lay.CORRUPT]

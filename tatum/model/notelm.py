@@ -36,6 +36,7 @@ class NoteLMConfig:
     n_places: int = layout.N_PLACES
     rope_base: float = 10000.0
     time_heads: int = 2         # heads that rotate by event time (tatum.layout) instead of position
+    align_input: bool = False   # add the aligned corrupted note (tatum.layout `aligned`) to each input
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,6 +160,7 @@ class NoteLM(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=tk.PAD)
         self.place_emb = nn.Embedding(cfg.n_places, cfg.d_model)
+        self.align_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False) if cfg.align_input else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.after_onset, self.after_dur = Refine(cfg.d_model), Refine(cfg.d_model)
@@ -174,17 +176,22 @@ class NoteLM(nn.Module):
     def _init(m):
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def embed(self, events: torch.Tensor, place: torch.Tensor, mixes=None) -> torch.Tensor:
+    def embed(self, events: torch.Tensor, place: torch.Tensor, mixes=None,
+              aligned: torch.Tensor | None = None) -> torch.Tensor:
         """events [B, T, 3], place [B, T] → [B, T, d]. `mixes` replaces a leading position's first token
-        by a weighted sum of token embeddings: (position, token ids [K], weights [B, K])."""
+        by a weighted sum of token embeddings: (position, token ids [K], weights [B, K]). `aligned`
+        [B, T, 3]: the corrupted note lined up with each position (PAD: none)."""
         x = self.tok_emb(events).sum(2) + self.place_emb(place)
+        if self.align_proj is not None and aligned is not None:
+            x = x + self.align_proj(self.tok_emb(aligned).sum(2))
         if mixes:
             x = x.clone()
             rows = torch.arange(len(x), device=x.device)
@@ -195,18 +202,20 @@ class NoteLM(nn.Module):
 
     # ------------------------------------------------------------- training
     def forward(self, events: torch.Tensor, place: torch.Tensor, time: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+                mask: torch.Tensor, aligned: torch.Tensor | None = None) -> torch.Tensor:
         """NLL [N] of every event marked in `mask` [B, T], each predicted from the events before it."""
-        h = self.hidden(events[:, :-1], place[:, :-1], time[:, :-1])
+        h = self.hidden(events[:, :-1], place[:, :-1], time[:, :-1],
+                        aligned=None if aligned is None else aligned[:, :-1])
         m = mask[:, 1:]
         return self.event_nll(h[m], events[:, 1:][m])
 
-    def hidden(self, events: torch.Tensor, place: torch.Tensor, time: torch.Tensor, mixes=None) -> torch.Tensor:
+    def hidden(self, events: torch.Tensor, place: torch.Tensor, time: torch.Tensor, mixes=None,
+               aligned: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states [B, T, d] (causal; right padding needs no mask)."""
         T = events.shape[1]
         if T > self.cfg.max_len:
             raise ValueError(f"input of {T} events exceeds max_len {self.cfg.max_len}")
-        x = self.embed(events, place, mixes)
+        x = self.embed(events, place, mixes, aligned)
         cos, sin = rotary(self.cfg, torch.arange(T, device=events.device), time)
         for block in self.blocks:
             x = block(x, cos, sin)
@@ -246,7 +255,7 @@ class NoteLM(nn.Module):
 
     # ------------------------------------------------------------- decoding
     def prefill(self, events: torch.Tensor, place: torch.Tensor, time: torch.Tensor, pad: torch.Tensor,
-                mixes=None, max_new: int = 256) -> tuple[torch.Tensor, Cache]:
+                mixes=None, max_new: int = 256, aligned: torch.Tensor | None = None) -> tuple[torch.Tensor, Cache]:
         """Run left-padded prefixes (`pad` [B, T] True on padding) into a fresh cache with room for
         `max_new` more events; returns the last position's hidden state [B, d] and the cache."""
         B, T = pad.shape
@@ -261,17 +270,19 @@ class NoteLM(nn.Module):
         mask = None if not bool(pad.any()) else (causal[None] & ~pad[:, None, :])[:, None]
         if mask is not None:
             mask = mask | torch.eye(T, dtype=torch.bool, device=dev)  # a pad row attends to itself
-        x = self.embed(events, place, mixes)
+        x = self.embed(events, place, mixes, aligned)
         cos, sin = rotary(self.cfg, torch.arange(T, device=dev), time)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, mask=mask if mask is not None else causal, cache=cache, layer=i)
         cache.pos = T
         return self.ln_f(x[:, -1]), cache
 
-    def step(self, events: torch.Tensor, place: torch.Tensor, time: torch.Tensor, cache: Cache) -> torch.Tensor:
-        """Feed one event per row (events [B, 3], place and time [B]); returns the new hidden state [B, d]."""
+    def step(self, events: torch.Tensor, place: torch.Tensor, time: torch.Tensor, cache: Cache,
+             aligned: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed one event per row (events [B, 3], place and time [B], its aligned corrupted note [B, 3]);
+        returns the new hidden state [B, d]."""
         p = cache.pos
-        x = self.embed(events[:, None], place[:, None])
+        x = self.embed(events[:, None], place[:, None], aligned=None if aligned is None else aligned[:, None])
         cos, sin = rotary(self.cfg, torch.tensor([p], device=events.device), time[:, None])
         mask = None if not bool(cache.pad.any()) else ~cache.pad[:, None, None, :p + 1]
         for i, block in enumerate(self.blocks):
