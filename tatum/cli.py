@@ -489,25 +489,69 @@ def pipeline_cmd(
         console.print(f"{key:>14}: {path}", highlight=False, markup=False, soft_wrap=True)
 
 
+# ------------------------------------------------------------------ evaluation
+@app.command("classify")
+def classify_cmd(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="MIDI files to score.")],
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON list (every probability) instead of text."),
+    top: int = typer.Option(3, help="Pianists to show per file."),
+    model: Optional[str] = typer.Option(None, help="Classifier folder or shipped name (default: tatum-classifier)."),
+):
+    """Genre and pianist probabilities, and how random-like the notes are (real music ≈ 0), per file.
+
+    Each score is the mean over the file's 15 s windows. Example: tatum classify song.mid improvised.mid
+    """
+    import json
+
+    from tatum.evaluate.classify import Classifier
+    from tatum.notes import Notes
+
+    pieces = [(path, Notes.from_midi(path)) for path in files]   # every file is read before any output
+    clf = Classifier.load(model)
+    results = [(path, clf.score(notes)) for path, notes in pieces]
+    if as_json:
+        rows = [{"file": str(path), **s.to_dict()} for path, s in results]
+        typer.echo(json.dumps(rows, indent=1, ensure_ascii=False))
+        return
+    for path, s in results:
+        out.print(f"{path}", highlight=False, markup=False, soft_wrap=True)
+        if not s.windows:
+            out.print("  too few notes to score", highlight=False, markup=False)
+            continue
+        genres = "  ".join(f"{g} {p:.2f}" for g, p in sorted(s.genre.items(), key=lambda kv: -kv[1]))
+        artists = "  ".join(f"{a} {p:.2f}" for a, p in s.top_artists(top))
+        for label, text in (("genre", genres), ("pianist", artists),
+                            ("random-like", f"{s.random_like:.2f}  (real music ≈ 0, random notes ≈ 1; "
+                                            f"{s.windows} window{'s' * (s.windows != 1)} of 15 s)")):
+            out.print(f"  {label:12s}{text}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _bool(value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(value)
+    return value.lower() in ("true", "1")
+
+
 def _model_settings(items: list[str]) -> dict:
     """["d_model=384", "cross_bias=none"] → {"d_model": 384, "cross_bias": "none"}, checked against
-    ModelConfig's fields and their types."""
+    the fields of the model configs (encoder–decoder and NoteLM) and their types."""
     from dataclasses import fields
 
     from tatum.model.config import ModelConfig
+    from tatum.model.notelm import NoteLMConfig
 
-    known = {f.name: f.type for f in fields(ModelConfig)}
+    known = {f.name: f.type for f in fields(ModelConfig)} | {f.name: f.type for f in fields(NoteLMConfig)}
     out = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or key not in known or key == "vocab_size":
             raise TatumError(f"--set {item!r}: write name=value with name one of "
                              f"{', '.join(k for k in known if k != 'vocab_size')}")
-        kind = {"int": int, "float": float, "str": str}[str(known[key])]
+        kind = {"int": int, "float": float, "str": str, "bool": _bool}[str(known[key])]
         try:
             out[key] = kind(value)
         except ValueError:
-            raise TatumError(f"--set {item!r}: {key} takes a {kind.__name__}") from None
+            raise TatumError(f"--set {item!r}: {key} takes a {kind.__name__.strip('_')}") from None
     return out
 
 
@@ -516,8 +560,8 @@ def train_cmd(
     shards: Path = typer.Argument(..., help="Shard folder from `tatum data prepare`."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder: training state, log, loss.png, "
                                  "checkpoint/ (latest) and best/ (lowest validation loss)."),
-    preset_name: str = typer.Option("small", "--preset", help="Model size: tiny, small (CPU default) or "
-                                    "paper (ImprovNet size)."),
+    preset_name: str = typer.Option("small", "--preset", help="Model: tiny, small (CPU default) or paper "
+                                    "(ImprovNet size) encoder–decoders, or note-tiny / note-small (NoteLM)."),
     steps: int = typer.Option(20000, help="Total optimizer steps."),
     batch_size: int = typer.Option(16, help="Examples per process per micro-batch."),
     grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step."),
