@@ -1,0 +1,184 @@
+"""A jam in one object: the scheduler wired to MIDI ports, DAW sync, audio and recording, as
+`tatum jam` and the benchmark run it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tatum.errors import TatumError
+from tatum.realtime.controls import Controls
+from tatum.realtime.live import LiveInput
+from tatum.realtime.record import MidiRecorder
+from tatum.realtime.scheduler import Scheduler
+from tatum.realtime.transport import FreeTransport, JamClock, LinkTransport, MidiClockTransport
+
+SYNCS = ("free", "link", "midi-clock")
+NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+
+
+def note_name(pitch: int) -> str:
+    return f"{NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+@dataclass
+class JamOptions:
+    mode: str = "solo"
+    chunk_s: float = 1.0
+    buffer_s: float = 2.0
+    sync: str = "free"
+    bpm: float = 120.0
+    quantize_beats: float | None = None
+    ports: bool = True              # open MIDI ports (out, in, and the clock in for midi-clock)
+    midi_api: str = "auto"
+    out_port: str | None = None     # an existing port to play into (default: a virtual port tatum:out)
+    in_port: str | None = None      # an existing port to listen to (default: a virtual port tatum:in)
+    clock_port: str | None = None   # midi-clock: an existing port with the DAW's clock (default: tatum:clock)
+    audio: bool = False             # play through JACK's outputs
+    wav: Path | None = None
+    soundfont: Path | None = None
+    client: str = "tatum"
+
+
+class Jam:
+    def __init__(self, stream, controls: Controls, options: JamOptions):
+        if options.sync not in SYNCS:
+            raise TatumError(f"unknown sync {options.sync!r}; use {', '.join(SYNCS)}")
+        self.options, self._closers = options, []
+        self.out_sink = self.audio = self.wav = self.pacer = self.jack_audio = None
+        self.in_port = None
+        try:
+            self._build(stream, controls, options)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, stream, controls: Controls, o: JamOptions) -> None:
+        api = None
+        if o.ports or o.sync == "midi-clock":
+            from tatum.realtime.ports import choose_api
+
+            api = choose_api(o.midi_api)
+        if o.sync == "link":
+            self.transport = LinkTransport(o.bpm)
+        elif o.sync == "midi-clock":
+            self.transport = MidiClockTransport()
+        else:
+            self.transport = FreeTransport(o.bpm)
+        self._closers.append(self.transport.close)
+        self.clock = JamClock(self.transport)
+        self.live = LiveInput(self._ms_at_wall)
+        self.scheduler = Scheduler(stream, controls, self.clock, chunk_s=o.chunk_s, buffer_s=o.buffer_s,
+                                   live=self.live, rewind_on_live=o.mode in ("respond", "accompany"),
+                                   quantize_beats=o.quantize_beats)
+        self.recorder = MidiRecorder(self.clock)
+        self.scheduler.on_event.append(self.recorder.on_event)
+        if api is not None:
+            from tatum.realtime.ports import MidiOutSink, open_input, open_output
+
+            if o.sync == "midi-clock":
+                port = open_input(api, self.transport.feed, o.clock_port, "clock", o.client, clock=True)
+                self._closers.append(port.delete)
+            if o.ports:
+                self.out_sink = MidiOutSink(open_output(api, o.out_port, "out", o.client))
+                self._closers.append(self.out_sink.close)
+                self.scheduler.on_event.append(self.out_sink.on_event)
+                self.in_port = open_input(api, self.live.message, o.in_port, "in", o.client)
+                self._closers.append(self.in_port.delete)
+        if o.audio or o.wav:
+            from tatum.realtime.audio import AudioPacer, AudioStream, JackAudioOut, WavRecorder
+
+            self.audio = AudioStream(o.soundfont)
+            self._closers.append(self.audio.close)
+            self.scheduler.on_notes.append(lambda notes, epoch: self.audio.add(notes))
+            self.scheduler.on_cut.append(self.audio.cut)
+            if o.wav:
+                self.wav = WavRecorder(o.wav)
+                self.audio.sinks.append(self.wav)
+            send = lambda frames, first: None  # noqa: E731  (the WAV sink already has them)
+            if o.audio:
+                self.jack_audio = JackAudioOut(o.client)
+                self._closers.append(self.jack_audio.close)
+                send = self.jack_audio.send
+            self.pacer = AudioPacer(self.audio, self._now_or_zero, send, lead_ms=100.0)
+
+    def _ms_at_wall(self, wall: float) -> float | None:
+        return self.clock.ms_at_wall(wall) if self.clock.beat0 is not None else None
+
+    def _now_or_zero(self) -> float:
+        return self.clock.now_ms() if self.clock.beat0 is not None else 0.0
+
+    # ---------------------------------------------------------------- running
+    def wait_for_transport(self, timeout_s: float | None = None) -> None:
+        """MIDI clock: wait until the DAW plays (its Start and a beat of clocks)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.transport.ready():
+            if deadline is not None and time.monotonic() > deadline:
+                raise TatumError("no MIDI clock arrived; press play in the DAW (it must send clock to tatum:clock)")
+            time.sleep(0.02)
+
+    def start(self) -> None:
+        self.scheduler.start()
+        if self.pacer is not None:
+            self.pacer.start()
+
+    def check(self) -> None:
+        """Raise what went wrong in a background thread, if anything."""
+        for part in (self.scheduler, self.pacer):
+            err = getattr(part, "error", None)
+            if err is not None:
+                raise err
+
+    def set_controls(self, changes: dict, artists=()) -> Controls:
+        new = self.scheduler.controls.updated(changes, artists)
+        self.scheduler.request(new)
+        return new
+
+    def status(self) -> dict:
+        s = self.scheduler
+        now = self.clock.now_ms() if self.clock.beat0 is not None else 0.0
+        recent = self.recorder.notes(now)
+        recent = recent.select(recent.onset_ms >= now - 1500)
+        return {"style": s.controls.label(), "bpm": self.clock.bpm(), "seconds": now / 1000,
+                "notes": s.stats.notes, "ahead_s": (s.horizon - now) / 1000, "underruns": s.stats.underruns,
+                "late": s.stats.late_notes, "live": self.live.count,
+                "last": " ".join(note_name(int(p)) for p in recent.pitch[-6:]),
+                "peers": getattr(self.transport, "peers", None)}
+
+    def stop(self) -> float:
+        """Stop playing; returns the jam time it stopped at."""
+        now = self.clock.now_ms() if self.clock.beat0 is not None else 0.0
+        self.scheduler.stop()
+        if self.pacer is not None:
+            self.pacer.stop()
+        if self.out_sink is not None:
+            self.out_sink.all_off()
+        return now
+
+    def close(self) -> None:
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:
+                pass
+        self._closers = []
+
+    def save(self, midi: Path | None, until_ms: float) -> None:
+        if midi is not None:
+            self.recorder.save(midi, until_ms)
+        if self.wav is not None:
+            self.wav.close()
+
+    def abort_outputs(self) -> None:
+        if self.wav is not None:
+            self.wav.abort()
+
+
+def stats_line(summary: dict) -> str:
+    def ms(v):
+        return "–" if v is None or not np.isfinite(v) else f"{v:.1f} ms"
+    return (f"{summary['notes']} notes, {summary['underruns']} underruns, {summary['late_notes']} late; "
+            f"timing jitter p95 {ms(summary['jitter_p95_ms'])}, control latency p95 {ms(summary['latency_p95_ms'])}")

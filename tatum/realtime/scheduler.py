@@ -1,0 +1,324 @@
+"""The jam's heart: call `generate_chunk` ahead of time, play what comes back on time.
+
+Two threads. The *generator* keeps at least `buffer_s` of music drawn ahead of the clock (at least
+one chunk), calling the stream with the controls and the player's notes of the moment. The *player*
+sleeps until each note-on / note-off is due and hands it to the sinks (MIDI out, the recorder), and
+measures how late each one went out.
+
+A change of controls must not wait for the buffer to play out. The stream's state is explicit, so the
+generator keeps the state from before every chunk; on a change at time t it rewinds to the last
+chunk boundary before the cut point c = t + margin (margin ≈ how long a redraw takes here), replays
+that chunk up to c under the old controls (it reproduces exactly what is buffered: same plan, same
+seed), drops every buffered note from c on, and draws on from c under the new controls. So a change
+is heard after about `margin`, whatever the buffer. The player's notes can trigger the same rewind
+(respond / accompany), so the engine reacts to them without waiting for the buffer either.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from tatum.errors import TatumError
+from tatum.notes import Notes
+from tatum.realtime.controls import Controls
+from tatum.realtime.live import LiveInput
+from tatum.realtime.timeline import ON, Event, Timeline
+from tatum.realtime.transport import JamClock
+
+MIN_CHUNK_MS = 50          # the contract's shortest chunk
+MIN_MARGIN_MS = 60.0       # cut this far ahead at least: the player must not be reached mid-edit
+
+
+@dataclass
+class Stats:
+    chunks: int = 0
+    underruns: int = 0          # chunks that came back after the clock had reached their start
+    late_notes: int = 0         # note-ons dropped because they were due more than late_ms ago
+    notes: int = 0              # note-ons played
+    cuts: int = 0
+    lateness_ms: deque = field(default_factory=lambda: deque(maxlen=200_000))   # sent − due, per event
+    latencies_ms: list[float] = field(default_factory=list)   # control change → first note under it
+    gen_s: deque = field(default_factory=lambda: deque(maxlen=10_000))          # per generate_chunk call
+    music_ms: float = 0.0       # music drawn
+
+    def summary(self) -> dict:
+        lat = np.asarray(self.lateness_ms, dtype=np.float64)
+        dev = np.abs(lat - np.median(lat)) if len(lat) else lat
+        return {"chunks": self.chunks, "underruns": self.underruns, "late_notes": self.late_notes,
+                "notes": self.notes, "cuts": self.cuts,
+                "lateness_p50_ms": _q(lat, 50), "lateness_p95_ms": _q(lat, 95),
+                "jitter_p95_ms": _q(dev, 95), "jitter_max_ms": float(dev.max()) if len(dev) else None,
+                "latency_p50_ms": _q(np.asarray(self.latencies_ms), 50),
+                "latency_p95_ms": _q(np.asarray(self.latencies_ms), 95),
+                "gen_s_total": float(sum(self.gen_s))}
+
+
+def _q(a: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(a, q)) if len(a) else None
+
+
+@dataclass
+class _Snapshot:
+    start_ms: int            # the chunk began here …
+    state: object            # … from this state,
+    live: Notes | None       # with these player's notes,
+    controls: Controls       # under these controls,
+    stream: object           # drawn by this stream,
+    chunk_ms: int
+    epoch: int
+
+
+class Scheduler:
+    """Runs a jam. `on_notes(notes, epoch)` gets each chunk as soon as it is drawn (times already
+    quantized, in ms of the DAW's timeline from the jam's start); `on_cut(ms)` says that everything
+    from `ms` on was dropped; `on_event(event, due_wall)` is each note-on / note-off at its time
+    (only with `timed=True`)."""
+
+    def __init__(self, stream, controls: Controls, clock: JamClock, *, chunk_s: float = 1.0,
+                 buffer_s: float = 2.0, live: LiveInput | None = None, rewind_on_live: bool = False,
+                 quantize_beats: float | None = None, late_ms: float = 40.0, timed: bool = True):
+        if not 0.05 <= chunk_s <= 5.0:
+            raise TatumError(f"chunk length must be 0.05–5 s, not {chunk_s:g}")
+        if not chunk_s <= buffer_s <= 30.0:
+            raise TatumError(f"the buffer must hold at least one chunk ({chunk_s:g} s) and at most 30 s, "
+                             f"not {buffer_s:g}")
+        if quantize_beats is not None and not 1 / 64 <= quantize_beats <= 4:
+            raise TatumError(f"quantize grid must be 1/64–4 beats, not {quantize_beats:g}")
+        self.stream, self.controls, self.clock = stream, controls, clock
+        self.chunk_ms, self.buffer_ms = round(chunk_s * 1000), buffer_s * 1000.0
+        self.live, self.rewind_on_live = live, rewind_on_live
+        self.quantize_beats, self.late_ms, self.timed = quantize_beats, late_ms, timed
+        self.seed = controls.seed if controls.seed is not None else secrets.randbelow(2**31)
+        self.on_notes: list[Callable[[Notes, int], None]] = []
+        self.on_cut: list[Callable[[float], None]] = []
+        self.on_event: list[Callable[[Event, float], None]] = []
+        self.stats = Stats()
+        self.timeline = Timeline()
+        self.state = None
+        self.horizon = 0                   # jam ms drawn up to
+        self.epoch = 0
+        self.started = False
+        self._snapshots: list[_Snapshot] = []
+        self._carry: list[Notes] = []      # player's notes of chunks dropped by a rewind, to give again
+        self._pending: tuple | None = None
+        self._waiting: list[tuple[int, float]] = []   # (epoch, wall of the request) for the latency
+        self._plan_s = 0.0                 # how long a slow (planning) call takes here, recent max
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.error: BaseException | None = None
+        if live is not None and rewind_on_live:
+            live.listeners.append(lambda ms, pitch, vel: self.request(None, None, reason="live"))
+
+    # ---------------------------------------------------------------- control
+    def start(self, lead_s: float = 0.05) -> None:
+        """Draw the first buffer, put jam time 0 on the clock (the next bar of a DAW) and play."""
+        self.clock.prepare()
+        while self.horizon < self.buffer_ms:
+            self._generate(-np.inf)
+        self.clock.start(lead_s=lead_s + 0.01)
+        self.started = True
+        self._threads = [threading.Thread(target=self._guard(self._generate_loop), name="tatum-generate",
+                                          daemon=True)]
+        if self.timed:
+            self._threads.append(threading.Thread(target=self._guard(self._play_loop), name="tatum-play",
+                                                  daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        with self.timeline.cond:
+            self.timeline.cond.notify_all()
+        for t in self._threads:
+            t.join(10)
+        self._threads = []
+
+    @property
+    def running(self) -> bool:
+        return self.started and not self._stop.is_set()
+
+    def request(self, controls: Controls | None, stream=None, reason: str = "controls") -> None:
+        """Ask for new controls (and/or a new stream, e.g. another pianist's model) from as soon as
+        a redraw can be ready; returns at once."""
+        with self._cv:
+            old = self._pending
+            if reason == "live" and old is not None:
+                return            # a rewind is already on its way; it will take these notes too
+            keep_c = old[0] if old else None
+            keep_s = old[1] if old else None
+            self._pending = (controls or keep_c, stream or keep_s, time.perf_counter(),
+                             reason if old is None else old[3])
+            self._cv.notify_all()
+
+    # ---------------------------------------------------------------- threads
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as e:          # the CLI / server report it; the jam stops
+                self.error = e
+                self._stop.set()
+        return run
+
+    def _generate_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._cv:
+                change, self._pending = self._pending, None
+            now = self.clock.now_ms()
+            if change is not None:
+                self._rewind(now, *change)
+                continue
+            if self.horizon - now < self.buffer_ms:
+                self._generate(now)
+            else:
+                with self._cv:
+                    if self._pending is None and not self._stop.is_set():
+                        self._cv.wait(min(0.05, (self.horizon - self.buffer_ms - now) / 1000 + 0.001))
+
+    def _margin_ms(self) -> float:
+        return max(MIN_MARGIN_MS, 1.3 * self._plan_s * 1000 + 30.0)
+
+    def _take_live(self, now: float) -> Notes | None:
+        parts = self._carry + ([self.live.take(now)] if self.live is not None and now > -np.inf else [])
+        self._carry = []
+        parts = [p for p in parts if p is not None and len(p)]
+        return Notes.merge(parts) if parts else None
+
+    def _call(self, stream, state, controls: Controls, chunk_ms: int, live: Notes | None):
+        cond, sampling = controls.conditioning(), controls.sampling(self.seed)
+        t = time.perf_counter()
+        chunk, new = stream.generate_chunk(state, cond, sampling, chunk_ms / 1000, live)
+        dt = time.perf_counter() - t
+        self.stats.gen_s.append(dt)
+        # the margin follows the slow calls (those that decode a window), forgetting slowly; the
+        # very first call also pays for warming up, so it does not count
+        if len(self.stats.gen_s) > 1:
+            self._plan_s = max(dt, self._plan_s * 0.9) if dt > 0.02 else self._plan_s * 0.98
+        return chunk, new
+
+    def _generate(self, now: float) -> None:
+        live = self._take_live(now)
+        start = self.horizon
+        chunk, state = self._call(self.stream, self.state, self.controls, self.chunk_ms, live)
+        self._snapshots.append(_Snapshot(start, self.state, live, self.controls, self.stream,
+                                         self.chunk_ms, self.epoch))
+        self.state, self.horizon = state, start + self.chunk_ms
+        self.stats.chunks += 1
+        self.stats.music_ms += self.chunk_ms
+        if self.started and self.clock.now_ms() > start:
+            self.stats.underruns += 1
+        self._emit(chunk, start)
+        # keep only the states a rewind can still reach
+        floor = (self.clock.now_ms() if self.started else 0) - self.chunk_ms
+        while len(self._snapshots) > 1 and self._snapshots[1].start_ms <= floor:
+            self._snapshots.pop(0)
+
+    def _emit(self, chunk: Notes, start: int) -> None:
+        notes = self._quantize(chunk, start)
+        self.timeline.add(notes, self.epoch)
+        if not self.timed and self.started and self._waiting and len(notes):
+            self._measure(self.clock.wall_at(float(notes.onset_ms.min())), self.epoch)
+        if self.on_notes and len(notes):
+            out = Notes(np.round(self.clock.real_ms(notes.onset_ms)),
+                        np.maximum(1, np.round(self.clock.real_ms(notes.onset_ms + notes.dur_ms)
+                                               - self.clock.real_ms(notes.onset_ms))),
+                        notes.pitch, notes.velocity)
+            for cb in self.on_notes:
+                cb(out, self.epoch)
+
+    def _quantize(self, chunk: Notes, start: int) -> Notes:
+        if self.quantize_beats is None or not len(chunk):
+            return chunk
+        grid = self.quantize_beats * self.clock.ms_per_beat
+        onset = np.round(chunk.onset_ms / grid) * grid
+        onset = np.where(onset < start, onset + grid, onset)     # never before the chunk (the cut)
+        return Notes(np.round(onset), chunk.dur_ms, chunk.pitch, chunk.velocity)
+
+    def _rewind(self, now: float, controls: Controls | None, stream, asked: float, reason: str) -> None:
+        self.epoch += 1
+        if reason != "live":
+            with self._cv:
+                self._waiting.append((self.epoch, asked))
+        if controls is not None:
+            self.controls = controls
+        if stream is not None:
+            self.stream = stream
+        cut = now + self._margin_ms()
+        if cut >= self.horizon:
+            return                        # nothing drawn beyond the cut: the next chunk has it all
+        snaps = [s for s in self._snapshots if s.start_ms <= cut]
+        if not snaps:
+            return                        # (only before the first chunk)
+        snap = snaps[-1]
+        dropped = self._snapshots[self._snapshots.index(snap) + 1:]
+        self._carry = [s.live for s in dropped if s.live is not None]
+        self._snapshots = self._snapshots[:self._snapshots.index(snap)]
+        self.state, self.horizon = snap.state, snap.start_ms
+        cut = int(np.ceil(cut))
+        if cut > snap.start_ms:
+            cut = max(cut, snap.start_ms + MIN_CHUNK_MS)
+            # replay up to the cut under what drew it: the same notes, so the state knows what is played
+            _, state = self._call(snap.stream, snap.state, snap.controls, cut - snap.start_ms, snap.live)
+            self._snapshots.append(_Snapshot(snap.start_ms, snap.state, snap.live, snap.controls, snap.stream,
+                                             cut - snap.start_ms, snap.epoch))
+            self.state, self.horizon = state, cut
+        elif snap.live is not None:
+            self._carry.insert(0, snap.live)
+        self.timeline.cut(self.horizon)
+        self.stats.cuts += 1
+        for cb in self.on_cut:
+            cb(float(self.clock.real_ms(np.array([self.horizon]))[0]))
+
+    def _measure(self, wall: float, epoch: int) -> None:
+        with self._cv:
+            done = [w for w in self._waiting if w[0] <= epoch]
+            self._waiting = [w for w in self._waiting if w[0] > epoch]
+        for _, asked in done:
+            self.stats.latencies_ms.append((wall - asked) * 1000)
+
+    def _play_loop(self) -> None:
+        tl = self.timeline
+        dropped: set[int] = set()
+        while not self._stop.is_set():
+            ev = tl.peek()
+            if ev is None:
+                with tl.cond:
+                    tl.cond.wait(0.05)
+                continue
+            due = self.clock.wall_at(ev.ms)
+            dt = due - time.perf_counter()
+            if dt > 0.002:
+                with tl.cond:          # woken early by a new chunk or a cut
+                    tl.cond.wait(min(dt - 0.0015, 0.05))
+                continue
+            if dt > 0.0003:
+                time.sleep(dt - 0.0003)
+            while time.perf_counter() < due:
+                pass
+            if not tl.pop_if(ev):
+                continue
+            late = time.perf_counter() - due
+            if ev.kind == ON:
+                if late * 1000 > self.late_ms:
+                    self.stats.late_notes += 1
+                    dropped.add(ev.note)
+                    continue
+                self.stats.notes += 1
+                if self._waiting and ev.epoch >= self._waiting[0][0]:
+                    self._measure(time.perf_counter(), ev.epoch)
+            elif ev.note in dropped:
+                dropped.discard(ev.note)
+                continue
+            for cb in self.on_event:
+                cb(ev, due)
+            self.stats.lateness_ms.append((time.perf_counter() - due) * 1000)

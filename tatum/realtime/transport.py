@@ -1,0 +1,263 @@
+"""Where the beat is: a free-running clock, an Ableton Link session, or a DAW's MIDI clock.
+
+A transport answers one question, `read() -> (wall, beat, bpm)`: at perf_counter time `wall` the
+shared timeline is at `beat` and moving at `bpm`. `JamClock` puts the jam on it: the jam's
+milliseconds (what the model plays in) run at the tempo the DAW had when the jam started, beat 0 of
+the jam is a bar line of the DAW, and every later tempo change stretches what is still to come, so
+what tatum plays stays on the DAW's beat. The clock also keeps the tempo changes it saw, for a
+recording on the DAW's tempo map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from typing import Protocol
+
+import numpy as np
+
+from tatum.errors import TatumError
+from tatum.notes import TempoMap
+
+
+class Transport(Protocol):
+    name: str
+
+    def read(self) -> tuple[float, float, float]:
+        """(perf_counter time, beat at that time, tempo in bpm)."""
+
+    def ready(self) -> bool:
+        """Whether the timeline is running (a DAW's transport may be stopped)."""
+
+    def close(self) -> None: ...
+
+
+class FreeTransport:
+    """tatum is the master: a steady tempo from the moment it is made."""
+
+    name = "free"
+
+    def __init__(self, bpm: float = 120.0):
+        _check_bpm(bpm)
+        self.bpm, self.origin = float(bpm), time.perf_counter()
+
+    def read(self) -> tuple[float, float, float]:
+        now = time.perf_counter()
+        return now, (now - self.origin) * self.bpm / 60.0, self.bpm
+
+    def ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class LinkTransport:
+    """A peer in an Ableton Link session (aalink). Link needs an asyncio loop of its own, so it lives
+    on a small background thread; reading the beat is a plain call from any thread."""
+
+    name = "link"
+
+    def __init__(self, bpm: float = 120.0, quantum: int = 4):
+        _check_bpm(bpm)
+        try:
+            from aalink import Link
+        except ImportError:
+            raise TatumError("Ableton Link needs the realtime extra: pip install 'tatum[realtime]' (aalink)") from None
+        self.quantum = quantum
+        made = threading.Event()
+        box: dict = {}
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+
+            async def make() -> None:
+                try:
+                    link = Link(float(bpm))
+                    link.quantum = quantum
+                    link.enabled = True
+                    box["link"] = link
+                except Exception as e:  # no network interface for Link, …
+                    box["error"] = e
+                made.set()
+
+            loop.run_until_complete(make())
+            box["loop"] = loop
+            if "link" in box:
+                loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="tatum-link", daemon=True)
+        self._thread.start()
+        made.wait(10)
+        if "link" not in box:
+            raise TatumError(f"Ableton Link did not start: {box.get('error', 'timed out')}")
+        self.link, self._loop = box["link"], box.get("loop")
+
+    @property
+    def peers(self) -> int:
+        return int(self.link.num_peers)
+
+    def read(self) -> tuple[float, float, float]:
+        now = time.perf_counter()
+        beat, bpm = float(self.link.beat), float(self.link.tempo)
+        return (now + time.perf_counter()) / 2, beat, bpm
+
+    def ready(self) -> bool:
+        return True
+
+    def set_tempo(self, bpm: float) -> None:
+        _check_bpm(bpm)
+        self._loop.call_soon_threadsafe(setattr, self.link, "tempo", float(bpm))
+
+    def close(self) -> None:
+        loop = getattr(self, "_loop", None)
+        if loop is not None and loop.is_running():
+            def stop() -> None:
+                self.link.enabled = False
+                loop.stop()
+            loop.call_soon_threadsafe(stop)
+            self._thread.join(2)
+
+
+class MidiClockTransport:
+    """Follows a DAW's MIDI clock: 24 clocks per quarter note, Start / Stop / Continue and Song
+    Position. `feed(message, wall)` is called with every message from the clock input port.
+
+    The tempo is the mean clock interval over the last beat (it settles after one beat); between
+    clocks the beat is extrapolated at that tempo.
+    """
+
+    name = "midi-clock"
+    PPQ = 24
+
+    def __init__(self, window: int = 24):
+        self._lock = threading.Lock()
+        self._times: list[float] = []
+        self.window = window
+        self.running = False
+        self.clocks = 0           # clocks since the song position origin
+        self._last = (0.0, 0.0)   # (wall, beat) of the last clock
+
+    def feed(self, message: list[int] | bytes, wall: float | None = None) -> None:
+        wall = time.perf_counter() if wall is None else wall
+        if not message:
+            return
+        status = message[0]
+        with self._lock:
+            if status == 0xFA:                  # Start: the next clock is beat 0
+                self.running, self.clocks, self._times = True, -1, []
+            elif status == 0xFB:                # Continue from the song position
+                self.running, self._times = True, []
+                self.clocks -= 1
+            elif status == 0xFC:
+                self.running = False
+            elif status == 0xF2 and len(message) >= 3:   # Song Position: sixteenths since the start
+                self.clocks = (message[1] | (message[2] << 7)) * 6
+            elif status == 0xF8 and self.running:
+                self.clocks += 1
+                self._times = (self._times + [wall])[-(self.window + 1):]
+                self._last = (wall, self.clocks / self.PPQ)
+
+    def tempo(self) -> float:
+        with self._lock:
+            t = self._times
+            if len(t) < 3:
+                return 120.0
+            return 60.0 / (self.PPQ * (t[-1] - t[0]) / (len(t) - 1))
+
+    def read(self) -> tuple[float, float, float]:
+        bpm = self.tempo()
+        with self._lock:
+            wall, beat = self._last
+        now = time.perf_counter()
+        # never run more than one clock past the last one: a DAW that stops or stalls stops us too
+        ahead = min(max(0.0, now - wall) * bpm / 60.0, 1.0 / self.PPQ) if self.running else 0.0
+        return now, beat + ahead, bpm
+
+    def ready(self) -> bool:
+        with self._lock:
+            return self.running and len(self._times) > self.window // 2
+
+    def close(self) -> None:
+        pass
+
+
+def _check_bpm(bpm: float) -> None:
+    if not (isinstance(bpm, (int, float)) and math.isfinite(bpm) and 20 <= bpm <= 400):
+        raise TatumError(f"tempo must be 20–400 bpm, not {bpm}")
+
+
+class JamClock:
+    """The jam's milliseconds on a transport's beats: ms = (beat − beat0) · 60000 / ref_bpm."""
+
+    def __init__(self, transport: Transport, quantum: int = 4):
+        self.transport, self.quantum = transport, quantum
+        self.beat0: float | None = None
+        self.ref_bpm = 120.0
+        self.tempi: list[tuple[float, float]] = []     # (jam ms, bpm) where the tempo changed
+        self._lock = threading.Lock()
+
+    @property
+    def ms_per_beat(self) -> float:
+        return 60_000.0 / self.ref_bpm
+
+    def prepare(self) -> None:
+        """Take the transport's tempo as the jam's own (before drawing the first notes)."""
+        self.ref_bpm = self.transport.read()[2]
+        self.tempi = [(0.0, self.ref_bpm)]
+
+    def start(self, lead_s: float = 0.1, bar: bool = True) -> float:
+        """Put jam time 0 on the next bar line (or beat) at least `lead_s` ahead; returns its wall time."""
+        if not self.tempi:
+            self.prepare()
+        wall, beat, bpm = self.transport.read()
+        first = beat + lead_s * bpm / 60.0
+        step = self.quantum if bar else 1
+        self.beat0 = math.ceil(first / step - 1e-9) * step if self.transport.name != "free" else first
+        self.tempi = [(0.0, bpm)]            # jam ms keep the tempo they were drawn at (ref_bpm)
+        return wall + (self.beat0 - beat) * 60.0 / bpm
+
+    def _read(self) -> tuple[float, float, float]:
+        wall, beat, bpm = self.transport.read()
+        with self._lock:
+            if self.tempi and abs(bpm - self.tempi[-1][1]) > 0.01:
+                ms = max((beat - self.beat0) * self.ms_per_beat, self.tempi[-1][0])
+                self.tempi.append((ms, bpm))
+        return wall, beat, bpm
+
+    def now_ms(self) -> float:
+        wall, beat, _ = self._read()
+        return (beat - self.beat0) * self.ms_per_beat
+
+    def wall_at(self, ms: float) -> float:
+        """The perf_counter time jam time `ms` falls at, at the tempo now."""
+        wall, beat, bpm = self._read()
+        return wall + (self.beat0 + ms / self.ms_per_beat - beat) * 60.0 / bpm
+
+    def ms_at_wall(self, wall: float) -> float:
+        now, beat, bpm = self._read()
+        return (beat + (wall - now) * bpm / 60.0 - self.beat0) * self.ms_per_beat
+
+    def bpm(self) -> float:
+        return self.transport.read()[2]
+
+    # ---------------------------------------------------------------- recording
+    def real_ms(self, ms: np.ndarray) -> np.ndarray:
+        """Jam times → milliseconds of the DAW's timeline from beat0, through the tempo changes seen."""
+        ms = np.asarray(ms, dtype=np.float64)
+        with self._lock:
+            tempi = list(self.tempi) or [(0.0, self.ref_bpm)]
+        starts = np.array([t for t, _ in tempi])
+        ratio = np.array([self.ref_bpm / b for _, b in tempi])       # real ms per jam ms
+        seg_real = np.concatenate([[0.0], np.cumsum(np.diff(starts) * ratio[:-1])])
+        i = np.clip(np.searchsorted(starts, ms, side="right") - 1, 0, len(starts) - 1)
+        return seg_real[i] + (ms - starts[i]) * ratio[i]
+
+    def tempo_map(self) -> TempoMap:
+        with self._lock:
+            tempi = list(self.tempi) or [(0.0, self.ref_bpm)]
+        times = self.real_ms(np.array([t for t, _ in tempi]))
+        return TempoMap(times, np.array([b for _, b in tempi]), np.zeros(1), np.array([[4, 4]]), 480)
