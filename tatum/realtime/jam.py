@@ -35,8 +35,8 @@ class JamOptions:
     ports: bool = True              # open MIDI ports (out, in, and the clock in for midi-clock)
     midi_api: str = "auto"
     out_port: str | None = None     # an existing port to play into (default: a virtual port tatum:out)
-    in_port: str | None = None      # an existing port to listen to (default: a virtual port tatum:in)
-    clock_port: str | None = None   # midi-clock: an existing port with the DAW's clock (default: tatum:clock)
+    in_port: str | None = None      # an existing port to listen to (default: a virtual port tatum-in:in)
+    clock_port: str | None = None   # midi-clock: a port with the DAW's clock (default: tatum-clock:clock)
     audio: bool = False             # play through JACK's outputs
     wav: Path | None = None
     soundfont: Path | None = None
@@ -80,13 +80,13 @@ class Jam:
             from tatum.realtime.ports import MidiOutSink, open_input, open_output
 
             if o.sync == "midi-clock":
-                port = open_input(api, self.transport.feed, o.clock_port, "clock", o.client, clock=True)
+                port = open_input(api, self.transport.feed, o.clock_port, "clock", f"{o.client}-clock", clock=True)
                 self._closers.append(port.delete)
             if o.ports:
                 self.out_sink = MidiOutSink(open_output(api, o.out_port, "out", o.client))
                 self._closers.append(self.out_sink.close)
                 self.scheduler.on_event.append(self.out_sink.on_event)
-                self.in_port = open_input(api, self.live.message, o.in_port, "in", o.client)
+                self.in_port = open_input(api, self.live.message, o.in_port, "in", f"{o.client}-in")
                 self._closers.append(self.in_port.delete)
         if o.audio or o.wav:
             from tatum.realtime.audio import AudioPacer, AudioStream, JackAudioOut, WavRecorder
@@ -117,13 +117,15 @@ class Jam:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while not self.transport.ready():
             if deadline is not None and time.monotonic() > deadline:
-                raise TatumError("no MIDI clock arrived; press play in the DAW (it must send clock to tatum:clock)")
+                raise TatumError("no MIDI clock arrived; press play in the DAW (it must send clock to tatum-clock:clock)")
             time.sleep(0.02)
 
-    def start(self) -> None:
-        self.scheduler.start()
+    def start(self) -> float:
+        """Play; returns the perf_counter time the jam's first beat falls at."""
+        wall0 = self.scheduler.start()
         if self.pacer is not None:
             self.pacer.start()
+        return wall0
 
     def check(self) -> None:
         """Raise what went wrong in a background thread, if anything."""

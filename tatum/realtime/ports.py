@@ -1,7 +1,8 @@
 """MIDI ports through python-rtmidi: ALSA's sequencer where the machine has one, JACK otherwise.
 
-tatum opens *virtual* ports by default (`tatum:out`, `tatum:in`, `tatum:clock`) for a DAW to connect
-to, or connects to an existing port named by a part of its name. `MidiOutSink` sends the scheduler's
+tatum opens *virtual* ports by default (`tatum:out`, `tatum-in:in`, `tatum-clock:clock`: each port is
+its own client, as JACK would rename a second client of one name) for a DAW to connect to, or
+connects to an existing port named by a part of its name. `MidiOutSink` sends the scheduler's
 note events; input ports hand every message, stamped with perf_counter on arrival, to a callback.
 """
 

@@ -118,12 +118,13 @@ class Scheduler:
             live.listeners.append(lambda ms, pitch, vel: self.request(None, None, reason="live"))
 
     # ---------------------------------------------------------------- control
-    def start(self, lead_s: float = 0.05) -> None:
-        """Draw the first buffer, put jam time 0 on the clock (the next bar of a DAW) and play."""
+    def start(self, lead_s: float = 0.05) -> float:
+        """Draw the first buffer, put jam time 0 on the clock (the next bar of a DAW) and play;
+        returns the perf_counter time jam time 0 falls at."""
         self.clock.prepare()
         while self.horizon < self.buffer_ms:
             self._generate(-np.inf)
-        self.clock.start(lead_s=lead_s + 0.01)
+        wall0 = self.clock.start(lead_s=lead_s + 0.01)
         self.started = True
         self._threads = [threading.Thread(target=self._guard(self._generate_loop), name="tatum-generate",
                                           daemon=True)]
@@ -132,6 +133,7 @@ class Scheduler:
                                                   daemon=True))
         for t in self._threads:
             t.start()
+        return wall0
 
     def stop(self) -> None:
         self._stop.set()

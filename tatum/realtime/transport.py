@@ -127,7 +127,7 @@ class MidiClockTransport:
     Position. `feed(message, wall)` is called with every message from the clock input port.
 
     The tempo is the mean clock interval over the last beat (it settles after one beat); between
-    clocks the beat is extrapolated at that tempo.
+    clocks the beat is extrapolated at that tempo, never further than one clock.
     """
 
     name = "midi-clock"
@@ -140,6 +140,7 @@ class MidiClockTransport:
         self.running = False
         self.clocks = 0           # clocks since the song position origin
         self._last = (0.0, 0.0)   # (wall, beat) of the last clock
+        self._bpm: float | None = None
 
     def feed(self, message: list[int] | bytes, wall: float | None = None) -> None:
         wall = time.perf_counter() if wall is None else wall
@@ -162,11 +163,16 @@ class MidiClockTransport:
                 self._last = (wall, self.clocks / self.PPQ)
 
     def tempo(self) -> float:
+        """The clock's tempo, to 0.1 bpm; it changes only when the estimate moves by more than 0.4 %,
+        so the jitter of clock messages does not become a stream of tempo changes."""
         with self._lock:
             t = self._times
             if len(t) < 3:
-                return 120.0
-            return 60.0 / (self.PPQ * (t[-1] - t[0]) / (len(t) - 1))
+                return self._bpm or 120.0
+            est = 60.0 / (self.PPQ * (t[-1] - t[0]) / (len(t) - 1))
+            if self._bpm is None or abs(est - self._bpm) > 0.004 * self._bpm:
+                self._bpm = round(est, 1)
+            return self._bpm
 
     def read(self) -> tuple[float, float, float]:
         bpm = self.tempo()

@@ -1,0 +1,208 @@
+"""Real MIDI bytes through real virtual ports (JACK's dummy driver: no sound card needed), and sync
+with a DAW over MIDI clock and Ableton Link. Each test starts what it needs or is skipped."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rtmidi = pytest.importorskip("rtmidi")
+
+from tatum.errors import TatumError  # noqa: E402
+from tatum.notes import Notes  # noqa: E402
+from tatum.realtime.controls import Controls  # noqa: E402
+from tatum.realtime.jam import Jam, JamOptions  # noqa: E402
+from tatum.realtime.mock import MockStream  # noqa: E402
+from tatum.realtime.ports import quiet_stderr, start_jack  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def jack():
+    try:
+        proc = start_jack()
+    except TatumError as e:
+        pytest.skip(f"no JACK server: {e}")
+    yield
+    if proc is not None:
+        proc.terminate()
+        proc.wait(10)
+
+
+class Receiver:
+    """A DAW's MIDI input: connects to a port and stamps every message on arrival."""
+
+    def __init__(self, port: str, stamp=time.perf_counter):
+        with quiet_stderr():
+            self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "daw-in")
+        ports = self.inp.get_ports()
+        self.inp.open_port([i for i, p in enumerate(ports) if p == port][0])
+        self.got: list[tuple[list[int], object]] = []
+        self.inp.set_callback(lambda ev, data=None: self.got.append((ev[0], stamp())))
+
+    def note_ons(self) -> list[tuple[list[int], float]]:
+        return [(m, t) for m, t in self.got if m[0] & 0xF0 == 0x90 and m[2] > 0]
+
+    def close(self):
+        self.inp.delete()
+
+
+class Sender:
+    def __init__(self, port: str):
+        with quiet_stderr():
+            self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "daw-out")
+        ports = self.out.get_ports()
+        self.out.open_port([i for i, p in enumerate(ports) if p == port][0])
+
+    def close(self):
+        self.out.delete()
+
+
+def test_notes_go_out_on_time_as_midi_bytes_and_the_players_notes_come_in(jack, tmp_path):
+    stream = MockStream()
+    jam = Jam(stream, Controls(), JamOptions(chunk_s=0.5, buffer_s=1.0, midi_api="jack", client="tatum-t1"))
+    rx, tx = Receiver("tatum-t1:out"), Sender("tatum-t1-in:in")
+    try:
+        time.sleep(0.3)                  # let JACK make the connections
+        jam.start()
+        time.sleep(0.8)
+        tx.out.send_message([0x90, 67, 101])
+        time.sleep(0.3)
+        tx.out.send_message([0x80, 67, 0])
+        time.sleep(0.9)
+        stopped = jam.stop()
+        jam.save(tmp_path / "jam.mid", stopped)
+    finally:
+        jam.close()
+        rx.close()
+        tx.close()
+    ons = rx.note_ons()
+    assert len(ons) >= 7
+    # exactly the bytes the mock played: note-on, channel 1, a scale from C4, velocity 80 (T = 1)
+    assert [m for m, _ in ons[:4]] == [[0x90, 60, 80], [0x90, 61, 80], [0x90, 62, 80], [0x90, 63, 80]]
+    offs = [m for m, _ in rx.got if m[0] & 0xF0 == 0x80]
+    assert [0x80, 60, 0] in offs
+    # every 250 ms of the jam's clock, measured at the receiving port
+    times = np.array([t for _, t in ons])
+    steps = np.diff(times) * 1000
+    assert np.all(np.abs(steps - 250) < 10), steps
+    # the player's note reached the engine with its pitch, velocity and length
+    live = [c for c in stream.calls if c["live"]]
+    assert live
+    played = [r for r in jam.scheduler.state.live if r[2] == 67]
+    assert played and played[0][3] == 101 and 250 <= played[0][1] <= 400
+    # the recording holds what was sent
+    rec = Notes.from_midi(tmp_path / "jam.mid")
+    assert list(rec.pitch[:4]) == [60, 61, 62, 63] and list(rec.onset_ms[:4]) == [0, 250, 500, 750]
+
+
+def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
+    jam = Jam(MockStream(step_ms=250), Controls(),
+              JamOptions(chunk_s=0.5, buffer_s=1.0, sync="midi-clock", quantize_beats=0.25, midi_api="jack",
+                         client="tatum-t2"))
+    rx, clock = Receiver("tatum-t2:out"), Sender("tatum-t2-clock:clock")
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def daw():                       # a DAW at 100 bpm: Start, then 24 clocks per beat
+        clock.out.send_message([0xFA])
+        t0 = time.perf_counter()
+        k = 0
+        while not stop.is_set():
+            due = t0 + k * 0.025
+            while time.perf_counter() < due:
+                time.sleep(0.0005)
+            clock.out.send_message([0xF8])
+            ticks.append(time.perf_counter())
+            k += 1
+
+    thread = threading.Thread(target=daw, daemon=True)
+    try:
+        time.sleep(0.3)
+        thread.start()
+        jam.wait_for_transport(timeout_s=5)
+        assert jam.clock.bpm() == pytest.approx(100, abs=2)
+        wall0 = jam.start()
+        assert jam.clock.beat0 % 4 == 0          # the jam begins on a bar line of the DAW
+        time.sleep(max(0.0, wall0 - time.perf_counter()) + 2.0)
+        stopped = jam.stop()
+        jam.save(tmp_path / "jam.mid", stopped)
+    finally:
+        stop.set()
+        thread.join(2)
+        jam.close()
+        rx.close()
+        clock.close()
+    ons = rx.note_ons()
+    assert len(ons) >= 6
+    # where each note arrived on the DAW's timeline (its clock ticks), in sixteenths
+    tick_times = np.array(ticks)
+    sixteenths = []
+    for _, t in ons:
+        k = np.searchsorted(tick_times, t) - 1
+        beat = (k + (t - tick_times[k]) / 0.025) / 24
+        sixteenths.append(beat * 4)
+    off_grid_ms = np.abs(np.array(sixteenths) - np.round(sixteenths)) * 150
+    assert np.percentile(off_grid_ms, 90) < 8, off_grid_ms
+    first_beat = np.round(sixteenths[0]) / 4
+    assert first_beat == jam.clock.beat0
+    # the recording's notes sit on sixteenths of its 100 bpm tempo map
+    from symusic import Score
+
+    score = Score(str(tmp_path / "jam.mid"))
+    assert round(score.tempos[0].qpm) == 100
+    t = score.tracks[0].notes.numpy()["time"]
+    assert np.all(np.abs(t - np.round(t / 120) * 120) <= 2)          # (1 tick = 1.25 ms; times are whole ms)
+
+
+def test_link_tempo_and_phase_follow_the_session(jack, tmp_path):
+    pytest.importorskip("aalink")
+    from tatum.realtime.transport import LinkTransport
+
+    daw = LinkTransport(bpm=100)
+    jam = Jam(MockStream(step_ms=300), Controls(),
+              JamOptions(chunk_s=0.5, buffer_s=1.0, sync="link", quantize_beats=0.25, midi_api="jack",
+                         client="tatum-t3"))
+    def daw_sixteenth() -> float:        # where the DAW's timeline is as a message arrives
+        wall, beat, bpm = daw.read()
+        return (beat + (time.perf_counter() - wall) * bpm / 60) * 4
+
+    rx = Receiver("tatum-t3:out", stamp=daw_sixteenth)
+    try:
+        deadline = time.monotonic() + 8
+        while jam.transport.peers < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if jam.transport.peers < 1:
+            pytest.skip("Link peers did not find each other (no multicast here)")
+        daw.set_tempo(100)
+        time.sleep(0.2)
+        assert jam.clock.bpm() == pytest.approx(100, abs=0.01)
+        wall0 = jam.start()
+        time.sleep(max(0.0, wall0 - time.perf_counter()) + 1.2)
+        daw.set_tempo(130)               # the DAW speeds up mid-jam
+        time.sleep(1.3)
+        stopped = jam.stop()
+        jam.save(tmp_path / "jam.mid", stopped)
+        sixteenths = [t for _, t in rx.note_ons()]
+    finally:
+        jam.close()
+        rx.close()
+        daw.close()
+    s = np.array(sixteenths)
+    assert len(s) >= 6
+    assert np.percentile(np.abs(s - np.round(s)), 90) * 150 < 8     # on the DAW's 16th grid (ms at 100 bpm)
+    assert np.all(np.diff(np.round(s)) > 0)
+    assert np.round(s[0]) / 4 == jam.clock.beat0 and jam.clock.beat0 % 4 == 0
+    from symusic import Score
+
+    score = Score(str(tmp_path / "jam.mid"))
+    assert [round(t.qpm) for t in score.tempos] == [100, 130]
+    t = score.tracks[0].notes.numpy()["time"]
+    assert np.all(np.abs(t - np.round(t / 120) * 120) <= 2)         # sixteenths of a 480-tick quarter
+
+
+def test_a_missing_port_is_one_clear_error(jack):
+    with pytest.raises(TatumError, match="MIDI output port 'no-such-synth' not found"):
+        Jam(MockStream(), Controls(), JamOptions(out_port="no-such-synth", midi_api="jack", client="tatum-t4"))
