@@ -634,6 +634,59 @@ def finetune_cmd(
         console.print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint → {out_dir / 'checkpoint'}")
 
 
+# --------------------------------------------------------------------- real time
+@app.command("jam")
+def jam_cmd(
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Record what is played to this MIDI "
+                                                     "file (on the DAW's tempo map when synced).")] = None,
+    seconds: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
+    wav: Annotated[Optional[Path], typer.Option(help="Also record the sound (FluidSynth, 48 kHz stereo) to a WAV.")] = None,
+    audio: bool = typer.Option(False, "--audio", help="Play the sound through JACK's outputs."),
+    style: Style = "jazz",
+    artist: Artist = None,
+    mode: str = typer.Option("solo", help="solo; respond (answers when you pause); accompany (comps under you)."),
+    gap_ms: int = typer.Option(600, help="respond: the pause after which tatum answers."),
+    temperature: Temperature = 1.0,
+    top_k: TopK = 50,
+    top_p: float = typer.Option(1.0, help="Sample among the likeliest tokens that make up this probability."),
+    guidance: Guidance = 0.0,
+    density: Optional[str] = typer.Option(None, help="Note-density bucket 0–7, 'source' or 'any' (default)."),
+    polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5, 'source' or 'any' (default)."),
+    seed: Seed = None,
+    chunk: float = typer.Option(1.0, help="Seconds of music per call to the model (0.05–5)."),
+    buffer: float = typer.Option(2.0, help="Seconds drawn ahead of the clock (at least one chunk)."),
+    sync: str = typer.Option("free", help="free (tatum keeps --bpm), link (Ableton Link session) or "
+                             "midi-clock (follow the DAW's MIDI clock on tatum-clock:clock)."),
+    bpm: float = typer.Option(120.0, help="Tempo when free, and the tempo tatum proposes to a Link session."),
+    quantize: str = typer.Option("auto", help="Snap onsets to the DAW's grid: auto (1/16 when synced), off, "
+                                 "1/4, 1/8, 1/16 or 1/32."),
+    ports: bool = typer.Option(True, "--ports/--no-ports", help="Open MIDI ports: tatum:out for the DAW, "
+                               "tatum-in:in for your keyboard."),
+    midi_api: str = typer.Option("auto", help="MIDI system: auto (ALSA if present, else JACK), alsa or jack."),
+    out_port: Optional[str] = typer.Option(None, help="Play into this existing MIDI port (part of its name) "
+                                           "instead of the virtual tatum:out."),
+    in_port: Optional[str] = typer.Option(None, help="Listen to this existing MIDI port instead of tatum-in:in."),
+    clock_port: Optional[str] = typer.Option(None, help="midi-clock: read the clock from this existing port."),
+    model: Model = None,
+    soundfont: Optional[Path] = typer.Option(None, help="Soundfont for --audio / --wav (default: the system's GM one)."),
+    force: Force = False,
+):
+    """Jam live: tatum improvises in real time to MIDI ports (for a DAW), audio and files.
+
+    Change nothing and it plays solo; play into tatum-in:in and it hears you (--mode respond /
+    accompany). --sync link or midi-clock follows the DAW's tempo and starts on its next bar.
+
+    Example: tatum jam --seconds 30 -o jam.mid --artist "Art Tatum"
+    """
+    from tatum.realtime.commands import run_jam
+
+    run_jam(console, out=out_path, seconds=seconds, wav=wav, audio=audio, style=_style_arg(style),
+            artist=_style_arg(artist), mode=mode, gap_ms=gap_ms, temperature=temperature, top_k=top_k, top_p=top_p,
+            guidance=guidance, density=density, polyphony=polyphony, seed=seed, chunk=chunk, buffer=buffer,
+            sync=sync, bpm=bpm, quantize=quantize, ports=ports, midi_api=midi_api, out_port=out_port,
+            in_port=in_port, clock_port=clock_port, model=model, soundfont=soundfont, force=force)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

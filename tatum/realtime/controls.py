@@ -20,8 +20,8 @@ KEYS = ("genre", "artist", "density", "polyphony", "temperature", "top_k", "top_
 class Controls:
     genre: dict[str, float] = field(default_factory=lambda: {"jazz": 1.0})
     artist: dict[str, float] | None = None
-    density: int | None = None
-    polyphony: int | None = None
+    density: int | str | None = None       # a bucket, None (any) or "source" (the last 5 s played)
+    polyphony: int | str | None = None
     temperature: float = 1.0
     top_k: int = 50
     top_p: float = 1.0
@@ -47,7 +47,8 @@ class Controls:
                 new[key] = _mix(value, list(artists) or None, "pianist", allow_none=True)
             elif key in ("density", "polyphony"):
                 top = N_DENSITY if key == "density" else N_POLYPHONY
-                new[key] = None if value in (None, "any") else _int(value, key, 0, top - 1)
+                new[key] = None if value in (None, "any") else "source" if value == "source" \
+                    else _int(value, key, 0, top - 1)
             elif key == "top_k":
                 new[key] = _int(value, key, 0, TOP_K_MAX)
             elif key == "seed":

@@ -1,0 +1,142 @@
+"""What `tatum jam` and `tatum serve` do; tatum/cli.py only declares their options."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tatum.errors import TatumError
+from tatum.realtime.controls import Controls
+
+QUANTA = {"1/4": 1.0, "1/8": 0.5, "1/16": 0.25, "1/32": 0.125}
+
+
+def quantize_arg(text: str, sync: str) -> float | None:
+    """"auto" (sixteenths when following a DAW, off when free), "off", or a note value like "1/16"."""
+    if text == "auto":
+        return 0.25 if sync != "free" else None
+    if text == "off":
+        return None
+    if text not in QUANTA:
+        raise TatumError(f"--quantize takes auto, off or {', '.join(QUANTA)}, not {text!r}")
+    return QUANTA[text]
+
+
+def load_stream(model: str | None, artist, mode: str, gap_ms: int):
+    """(Stream, tokenizer) for a jam: the shipped default, or the Art Tatum model for Art Tatum."""
+    from tatum.generate.stream import Stream
+    from tatum.generate.tasks import get_model
+
+    m, tok = get_model(model, artist)
+    return Stream(m, tok, mode=mode, gap_ms=gap_ms), tok
+
+
+def make_controls(tok, style, artist, density, polyphony, temperature: float, top_k: int, top_p: float,
+                  guidance: float, seed: int | None) -> Controls:
+    def control(value):
+        if value is None or value in ("any", "source"):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            raise TatumError(f"a control is a bucket number, 'any' or 'source', not {value!r}") from None
+
+    return Controls().updated({"genre": style, "artist": artist, "density": control(density),
+                               "polyphony": control(polyphony), "temperature": temperature, "top_k": top_k,
+                               "top_p": top_p, "guidance": guidance, "seed": seed},
+                              artists=tok.artists + ["other"], genres=tok.genres)
+
+
+def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | None, audio: bool, style, artist,
+            mode: str, gap_ms: int, temperature: float, top_k: int, top_p: float, guidance: float, density,
+            polyphony, seed: int | None, chunk: float, buffer: float, sync: str, bpm: float, quantize: str,
+            ports: bool, midi_api: str, out_port: str | None, in_port: str | None, clock_port: str | None,
+            model: str | None, soundfont: Path | None, force: bool) -> None:
+    from tatum.io import check_writable
+    from tatum.realtime.jam import SYNCS, Jam, JamOptions, stats_line
+
+    if sync not in SYNCS:
+        raise TatumError(f"unknown --sync {sync!r}; use {', '.join(SYNCS)}")
+    if seconds is not None and not 0 < seconds <= 24 * 3600:
+        raise TatumError(f"--seconds must be more than 0 (and at most a day), not {seconds:g}")
+    for path in (out, wav):
+        if path is not None:
+            check_writable(path, force)
+    if wav is not None or audio:
+        from tatum.audio.render import find_soundfont
+
+        find_soundfont(soundfont)
+    options = JamOptions(mode=mode, chunk_s=chunk, buffer_s=buffer, sync=sync, bpm=bpm,
+                         quantize_beats=quantize_arg(quantize, sync), ports=ports, midi_api=midi_api,
+                         out_port=out_port, in_port=in_port, clock_port=clock_port, audio=audio, wav=wav,
+                         soundfont=soundfont)
+    if ports and not (out_port or in_port) and sync != "midi-clock" and (out or wav or audio):
+        from tatum.realtime.ports import choose_api
+
+        try:
+            choose_api(midi_api)
+        except TatumError as e:        # ports were only the default: play to the files anyway
+            console.print(f"tatum: warning: {e}; playing without MIDI ports", highlight=False, markup=False,
+                          soft_wrap=True)
+            options.ports = False
+    if not (options.ports or out or wav or audio):
+        raise TatumError("nothing to play to: give -o OUT.mid, --wav OUT.wav, --audio, or MIDI ports")
+    stream, tok = load_stream(model, artist, mode, gap_ms)
+    controls = make_controls(tok, style, artist, density, polyphony, temperature, top_k, top_p, guidance, seed)
+    jam = Jam(stream, controls, options)
+    stopped, finished = 0.0, False
+    try:
+        if options.ports:
+            names = "tatum:out" if not out_port else out_port
+            console.print(f"MIDI out → {names}, player in ← {in_port or 'tatum-in:in'}"
+                          + (f", clock ← {clock_port or 'tatum-clock:clock'}" if sync == "midi-clock" else ""),
+                          highlight=False, markup=False, soft_wrap=True)
+        if sync == "midi-clock":
+            console.print("waiting for the DAW's MIDI clock (press play)…", highlight=False, markup=False)
+            jam.wait_for_transport(None if seconds is None else 30.0)
+        jam.start()
+        stopped = _play(console, jam, seconds)
+        finished = True
+    except KeyboardInterrupt:
+        stopped, finished = jam.stop(), True
+    finally:
+        if not finished:
+            jam.stop()
+            jam.abort_outputs()
+            jam.close()
+    try:
+        jam.save(out, stopped)
+    finally:
+        jam.close()
+    summary = jam.scheduler.stats.summary()
+    written = ", ".join(str(p) for p in (out, wav) if p is not None)
+    console.print(f"{stopped / 1000:.1f} s jammed: {stats_line(summary)}" + (f" → {written}" if written else ""),
+                  highlight=False, markup=False, soft_wrap=True)
+
+
+def _play(console, jam, seconds: float | None) -> float:
+    """Run until `seconds` of jam time (or Ctrl-C), showing a live status line on a terminal."""
+    from rich.live import Live
+    from rich.text import Text
+
+    def line() -> Text:
+        s = jam.status()
+        peers = f" · {s['peers']} Link peer(s)" if s["peers"] is not None else ""
+        return Text(f"♪ {s['seconds']:6.1f} s · {s['style']} · {s['bpm']:.1f} bpm{peers} · ahead {s['ahead_s']:.1f} s"
+                    f" · {s['notes']} notes · {s['underruns']} underruns · in {s['live']} · {s['last']}")
+
+    live = Live(line(), console=console, refresh_per_second=5, transient=False) if console.is_terminal else None
+    try:
+        if live:
+            live.start()
+        while True:
+            jam.check()
+            if seconds is not None and jam.clock.now_ms() >= seconds * 1000:
+                break
+            time.sleep(0.1)
+            if live:
+                live.update(line())
+    finally:
+        if live:
+            live.stop()
+    return jam.stop()
