@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,bench,audio]"
+	$(PY) -m pip install -q -e ".[test,bench,audio,realtime]"
 	$(PY) -m pip install -q --no-deps basic-pitch==0.4.0
 	touch $@
 

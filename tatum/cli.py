@@ -687,6 +687,28 @@ def jam_cmd(
             in_port=in_port, clock_port=clock_port, model=model, soundfont=soundfont, force=force)
 
 
+@app.command("serve")
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on. The default is this machine only; "
+                             "0.0.0.0 opens the page to the network."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    model: Model = None,
+    max_sessions: int = typer.Option(4, help="Jams at once; one more is told the server is busy."),
+    chunk: float = typer.Option(1.0, help="Seconds of music per call to the model."),
+    buffer: float = typer.Option(2.0, help="Seconds drawn ahead of the clock (at least one chunk)."),
+    soundfont: Optional[Path] = typer.Option(None, help="Soundfont for the sound (default: the system's GM one)."),
+):
+    """Jam in the browser: a page with play / stop, style-mix sliders, pianist, temperature, top-k,
+    guidance, density, a live piano roll and the sound (FastAPI + WebSocket).
+
+    Example: tatum serve, then open http://127.0.0.1:8000/
+    """
+    from tatum.realtime.commands import run_serve
+
+    run_serve(console, host=host, port=port, model=model, max_sessions=max_sessions, chunk=chunk, buffer=buffer,
+              soundfont=soundfont)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

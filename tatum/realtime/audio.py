@@ -1,4 +1,4 @@
-"""Audio for the jam: FluidSynth (tatum.audio.render's synth) at 48 kHz stereo, rendered a little
+"""Audio for the jam: FluidSynth (as tatum.audio.render plays it) at 48 kHz stereo, rendered a little
 ahead of the listener, with an equal-power 40 ms crossfade wherever a buffered tail is replaced.
 
 Notes arrive ahead of time (a chunk at once) on the jam's timeline in ms; `take(n)` hands out the
@@ -10,13 +10,14 @@ fades in (sin/cos ramps, so the power stays constant), as Magenta RT does betwee
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from tatum.audio.render import GAIN, _Synth, find_soundfont
+from tatum.audio.render import GAIN, _fluidsynth, find_soundfont
 from tatum.errors import TatumError
 from tatum.notes import Notes
 
@@ -27,15 +28,32 @@ SYNTH_BLOCK = 64         # FluidSynth renders in blocks of 64 frames; replays ke
 
 
 class _Voice:
-    """A synth that counts the frames it wrote, so a reused one can be put back on the block grid."""
+    """A FluidSynth piano as tatum.audio.render's, but loading samples when a key first needs them
+    (a session starts in ~40 ms instead of ~250 ms: FluidR3_GM holds every GM instrument), and
+    counting the frames it wrote, so a reused one can be put back on the block grid."""
 
     def __init__(self, soundfont: Path, rate: int, gain: float):
-        self.synth = _Synth(soundfont, rate, gain)
-        self.fs, self.written = self.synth.synth, 0
+        fs = _fluidsynth()
+        self.fs = fs.Synth(gain=gain, samplerate=rate, **{"synth.polyphony": 512, "synth.dynamic-sample-loading": 1})
+        sfid = self.fs.sfload(str(soundfont))
+        if sfid == -1:
+            self.fs.delete()
+            raise TatumError("not a readable soundfont", soundfont)
+        self.fs.program_select(0, sfid, 0, 0)
+        # pyfluidsynth wraps only the 16-bit writer, which clips; the float writer is in the same library
+        self._write = fs.cfunc("fluid_synth_write_float", ctypes.c_int,
+                               ("synth", ctypes.c_void_p, 1), ("len", ctypes.c_int, 1),
+                               ("lout", ctypes.c_void_p, 1), ("loff", ctypes.c_int, 1),
+                               ("lincr", ctypes.c_int, 1), ("rout", ctypes.c_void_p, 1),
+                               ("roff", ctypes.c_int, 1), ("rincr", ctypes.c_int, 1))
+        self.written = 0
 
     def write(self, out: np.ndarray) -> None:
-        self.synth.write(out)
-        self.written += len(out)
+        """Fill `out` (n, 2) float32, C-contiguous, with the next n frames."""
+        if len(out):
+            ptr = out.ctypes.data
+            self._write(self.fs.synth, len(out), ptr, 0, 2, ptr, 1, 2)
+            self.written += len(out)
 
     def reset(self) -> None:
         """Silence, as if new: voices off, reverb and chorus cleared, the next frame on a block edge."""
@@ -46,7 +64,7 @@ class _Voice:
         self.write(np.zeros((SYNTH_BLOCK, 2), np.float32))
 
     def close(self) -> None:
-        self.synth.close()
+        self.fs.delete()
 
 
 def equal_power(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +80,6 @@ class AudioStream:
         self.xfade = max(1, round(crossfade_ms * sample_rate / 1000))
         self._synth = _Voice(self.soundfont, sample_rate, gain)
         self._spare: _Voice | None = None
-        threading.Thread(target=self._make_spare, daemon=True).start()
         self._lock = threading.RLock()
         self._notes = np.zeros((0, 4), np.int64)      # onset, end (samples), pitch, velocity
         self._rendered = 0                              # the live synth's time, in frames
@@ -71,6 +88,7 @@ class AudioStream:
         self.crossfades = 0
         self._fade: tuple[int, np.ndarray] | None = None   # (frame of a cut, old audio to fade out)
         self.sinks: list = []                           # get every frame handed out (e.g. WavRecorder)
+        threading.Thread(target=self._make_spare, daemon=True).start()   # ready for the first cut
 
     def _make_spare(self) -> None:
         spare = _Voice(self.soundfont, self.rate, self.gain)

@@ -140,3 +140,55 @@ def _play(console, jam, seconds: float | None) -> float:
         if live:
             live.stop()
     return jam.stop()
+
+
+class StreamFactory:
+    """The stream for a session's controls: the shipped default model, or the Art Tatum model when
+    Art Tatum leads the pianist mix (as the other verbs choose); one Stream per model, shared."""
+
+    def __init__(self, model: str | None, mode: str = "solo", gap_ms: int = 600):
+        self.model, self.mode, self.gap_ms = model, mode, gap_ms
+        self._streams: dict[int, object] = {}
+        self.tok = self.pair(None)[1]
+
+    def pair(self, artist):
+        from tatum.generate.tasks import get_model
+
+        return get_model(self.model, artist)
+
+    def __call__(self, controls: Controls):
+        from tatum.generate.stream import Stream
+
+        model, tok = self.pair(controls.artist)
+        if id(model) not in self._streams:
+            self._streams[id(model)] = Stream(model, tok, mode=self.mode, gap_ms=self.gap_ms)
+        return self._streams[id(model)]
+
+
+def run_serve(console, *, host: str, port: int, model: str | None, max_sessions: int, chunk: float, buffer: float,
+              soundfont: Path | None) -> None:
+    from tatum.realtime.server import LOOPBACK, Limits, check_bind, create_app, server
+
+    if not 1 <= max_sessions <= 64:
+        raise TatumError(f"--max-sessions must be 1–64, not {max_sessions}")
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise TatumError("tatum serve needs the realtime extra: pip install 'tatum[realtime]' (fastapi, uvicorn)") from None
+    check_bind(host, port)
+    from tatum.audio.render import find_soundfont
+
+    sf = find_soundfont(soundfont)
+    factory = StreamFactory(model)
+    if chunk > buffer:
+        raise TatumError(f"the buffer must hold at least one chunk ({chunk:g} s), not {buffer:g} s")
+    app = create_app(factory, artists=factory.tok.artists, genres=factory.tok.genres,
+                     limits=Limits(max_sessions=max_sessions), chunk_s=chunk, buffer_s=buffer, soundfont=sf)
+    if host not in LOOPBACK:
+        console.print(f"tatum: warning: listening on {host}: anyone who can reach this machine on port {port} "
+                      "can open the page and use its CPU", highlight=False, markup=False, soft_wrap=True)
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"tatum: the jam page is at http://{shown}:{port}/ (at most {max_sessions} jams at once; "
+                  "Ctrl-C stops)", highlight=False, markup=False, soft_wrap=True)
+    server(app, host, port).run()
