@@ -16,7 +16,9 @@ is heard after about `margin`, whatever the buffer. The player's notes can trigg
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
 import threading
 import time
 from collections import deque
@@ -34,6 +36,25 @@ from tatum.realtime.transport import JamClock
 
 MIN_CHUNK_MS = 50          # the contract's shortest chunk
 MIN_MARGIN_MS = 60.0       # cut this far ahead at least: the player must not be reached mid-edit
+SWITCH_S = 0.0005          # the GIL changes hands this often while a jam plays (Python's default: 5 ms)
+_running = 0               # jams playing in this process
+_switch = [sys.getswitchinterval()]
+
+
+def _raise_priority() -> str:
+    """Give the calling thread real-time priority if the system allows it (JACK users usually may),
+    else a better nice value, else nothing: a note due must not wait behind the model."""
+    tid = threading.get_native_id()
+    try:
+        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(20))
+        return "fifo"
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, -10)
+        return "nice"
+    except (AttributeError, OSError):
+        return "normal"
 
 
 @dataclass
@@ -114,6 +135,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.error: BaseException | None = None
+        self.priority = "normal"          # what the player thread got: fifo, nice or normal
         if live is not None and rewind_on_live:
             live.listeners.append(lambda ms, pitch, vel: self.request(None, None, reason="live"))
 
@@ -124,6 +146,11 @@ class Scheduler:
         self.clock.prepare()
         while self.horizon < self.buffer_ms:
             self._generate(-np.inf)
+        global _running
+        if _running == 0:
+            _switch[0] = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_S)     # the player thread gets the GIL within 0.5 ms of waking
+        _running += 1
         wall0 = self.clock.start(lead_s=lead_s + 0.01)
         self.started = True
         self._threads = [threading.Thread(target=self._guard(self._generate_loop), name="tatum-generate",
@@ -136,6 +163,11 @@ class Scheduler:
         return wall0
 
     def stop(self) -> None:
+        global _running
+        if self.started and not self._stop.is_set():
+            _running -= 1
+            if _running == 0:
+                sys.setswitchinterval(_switch[0])
         self._stop.set()
         with self._cv:
             self._cv.notify_all()
@@ -289,6 +321,7 @@ class Scheduler:
             self.stats.latencies_ms.append((wall - asked) * 1000)
 
     def _play_loop(self) -> None:
+        self.priority = _raise_priority()
         tl = self.timeline
         dropped: set[int] = set()
         while not self._stop.is_set():

@@ -73,6 +73,7 @@ class LinkTransport:
         def run() -> None:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
+            box["loop"] = loop
 
             async def make() -> None:
                 try:
@@ -85,7 +86,6 @@ class LinkTransport:
                 made.set()
 
             loop.run_until_complete(make())
-            box["loop"] = loop
             if "link" in box:
                 loop.run_forever()
 
@@ -94,7 +94,7 @@ class LinkTransport:
         made.wait(10)
         if "link" not in box:
             raise TatumError(f"Ableton Link did not start: {box.get('error', 'timed out')}")
-        self.link, self._loop = box["link"], box.get("loop")
+        self.link, self._loop = box["link"], box["loop"]
 
     @property
     def peers(self) -> int:
