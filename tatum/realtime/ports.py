@@ -142,8 +142,25 @@ def open_input(api: int, callback: Callable[[list[int], float], None], port: str
         inp.delete()
         raise TatumError(f"cannot open MIDI input: {e}") from None
     inp.ignore_types(sysex=True, timing=not clock, active_sense=True)
-    inp.set_callback(lambda event, _data=None: callback(event[0], time.perf_counter()))
+    stamp = _Stamper()
+    inp.set_callback(lambda event, _data=None: callback(event[0], stamp(event[1])))
     return inp
+
+
+class _Stamper:
+    """Arrival times from rtmidi's own deltas (taken in its MIDI thread, as each event came in) rather
+    than from when Python got round to the callback, which waits for the GIL. The deltas are summed
+    and anchored to perf_counter by the smallest delay seen over the last 256 messages."""
+
+    def __init__(self):
+        self.sum = 0.0
+        self.offsets: list[float] = []
+
+    def __call__(self, delta: float) -> float:
+        now = time.perf_counter()
+        self.sum += delta if self.offsets else 0.0
+        self.offsets = (self.offsets + [now - self.sum])[-256:]
+        return self.sum + min(self.offsets)
 
 
 class MidiOutSink:

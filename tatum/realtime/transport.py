@@ -126,14 +126,14 @@ class MidiClockTransport:
     """Follows a DAW's MIDI clock: 24 clocks per quarter note, Start / Stop / Continue and Song
     Position. `feed(message, wall)` is called with every message from the clock input port.
 
-    The tempo is the mean clock interval over the last beat (it settles after one beat); between
-    clocks the beat is extrapolated at that tempo, never further than one clock.
+    The tempo comes from the median one-beat span over the last two beats (it settles after one);
+    between clocks the beat is extrapolated at that tempo, never further than one clock.
     """
 
     name = "midi-clock"
     PPQ = 24
 
-    def __init__(self, window: int = 24):
+    def __init__(self, window: int = 48):
         self._lock = threading.Lock()
         self._times: list[float] = []
         self.window = window
@@ -169,7 +169,11 @@ class MidiClockTransport:
             t = self._times
             if len(t) < 3:
                 return self._bpm or 120.0
-            est = 60.0 / (self.PPQ * (t[-1] - t[0]) / (len(t) - 1))
+            # the median length of one-beat spans: averages the jitter of single clocks, and a stall
+            # (with the burst of clocks that catches up) moves only a few of the spans
+            t = np.asarray(t)
+            span = min(self.PPQ, len(t) - 1)
+            est = 60.0 / (self.PPQ * float(np.median(t[span:] - t[:-span])) / span)
             if self._bpm is None or abs(est - self._bpm) > 0.004 * self._bpm:
                 self._bpm = round(est, 1)
             return self._bpm
