@@ -376,11 +376,16 @@ def render_cmd(
     soundfont: Optional[Path] = typer.Option(None, help="SF2/SF3 soundfont (default: $TATUM_SOUNDFONT or the "
                                              "system's General MIDI one, e.g. fluid-soundfont-gm)."),
     sample_rate: int = typer.Option(48_000, help="Sample rate in Hz."),
+    engine: str = typer.Option("fluidsynth", help="fluidsynth (a General MIDI piano), or magenta: Magenta "
+                               "RealTime 2 plays the notes as audio in --style-text (needs magenta-rt and its weights)."),
+    style_text: str = typer.Option("1950s solo piano recording", help="magenta: the sound, in words."),
+    mrt_size: str = typer.Option("mrt2_small", help="magenta: model size, mrt2_small or mrt2_base."),
     force: Force = False,
 ):
     """Play a MIDI file on a piano through FluidSynth into a WAV, sustain pedal included.
 
     Example: tatum render song-jazz.mid -o song-jazz.wav
+             tatum render song-jazz.mid -o song-jazz.wav --engine magenta --style-text "1950s solo piano recording"
     """
     from tatum.audio.render import find_soundfont, read_midi_for_render, write_wav
     from tatum.io import check_writable
@@ -388,6 +393,20 @@ def render_cmd(
     check_writable(out_path, force)
     if sample_rate < 8000 or sample_rate > 192_000:
         raise TatumError(f"sample rate {sample_rate} Hz is outside 8000–192000")
+    if engine not in ("fluidsynth", "magenta"):
+        raise TatumError(f"unknown --engine {engine!r}; use fluidsynth or magenta")
+    if engine == "magenta":
+        from tatum.audio import magenta
+        from tatum.notes import Notes
+
+        if sample_rate != magenta.SAMPLE_RATE:
+            raise TatumError("Magenta RealTime 2 plays at 48000 Hz only; leave out --sample-rate")
+        notes = Notes.from_midi(inp)
+        sound = magenta.MagentaSound(style_text, size=mrt_size)
+        seconds = magenta.write_wav(out_path, notes, sound)
+        console.print(f"{seconds:.1f} s of audio (Magenta RT 2, \"{style_text}\") → {out_path}", highlight=False,
+                      markup=False, soft_wrap=True)
+        return
     sf = find_soundfont(soundfont)
     notes, pedal = read_midi_for_render(inp)
     total = notes.end_ms / 1000.0
@@ -669,6 +688,11 @@ def jam_cmd(
     clock_port: Optional[str] = typer.Option(None, help="midi-clock: read the clock from this existing port."),
     model: Model = None,
     soundfont: Optional[Path] = typer.Option(None, help="Soundfont for --audio / --wav (default: the system's GM one)."),
+    engine: str = typer.Option("fluidsynth", help="Sound for --audio / --wav: fluidsynth, or magenta (Magenta "
+                               "RealTime 2 plays the notes in --style-text; needs magenta-rt, its weights and "
+                               "an accelerator to keep up)."),
+    style_text: str = typer.Option("1950s solo piano recording", help="magenta: the sound, in words."),
+    mrt_size: str = typer.Option("mrt2_small", help="magenta: model size, mrt2_small or mrt2_base."),
     force: Force = False,
 ):
     """Jam live: tatum improvises in real time to MIDI ports (for a DAW), audio and files.
@@ -684,7 +708,8 @@ def jam_cmd(
             artist=_style_arg(artist), mode=mode, gap_ms=gap_ms, temperature=temperature, top_k=top_k, top_p=top_p,
             guidance=guidance, density=density, polyphony=polyphony, seed=seed, chunk=chunk, buffer=buffer,
             sync=sync, bpm=bpm, quantize=quantize, ports=ports, midi_api=midi_api, out_port=out_port,
-            in_port=in_port, clock_port=clock_port, model=model, soundfont=soundfont, force=force)
+            in_port=in_port, clock_port=clock_port, model=model, soundfont=soundfont, force=force, engine=engine,
+            style_text=style_text, mrt_size=mrt_size)
 
 
 @app.command("serve")

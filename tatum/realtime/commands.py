@@ -51,7 +51,8 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
             mode: str, gap_ms: int, temperature: float, top_k: int, top_p: float, guidance: float, density,
             polyphony, seed: int | None, chunk: float, buffer: float, sync: str, bpm: float, quantize: str,
             ports: bool, midi_api: str, out_port: str | None, in_port: str | None, clock_port: str | None,
-            model: str | None, soundfont: Path | None, force: bool) -> None:
+            model: str | None, soundfont: Path | None, force: bool, engine: str = "fluidsynth",
+            style_text: str = "1950s solo piano recording", mrt_size: str = "mrt2_small") -> None:
     from tatum.io import check_writable
     from tatum.realtime.jam import SYNCS, Jam, JamOptions, stats_line
 
@@ -62,14 +63,16 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
     for path in (out, wav):
         if path is not None:
             check_writable(path, force)
-    if wav is not None or audio:
+    if engine not in ("fluidsynth", "magenta"):
+        raise TatumError(f"unknown --engine {engine!r}; use fluidsynth or magenta")
+    if (wav is not None or audio) and engine == "fluidsynth":
         from tatum.audio.render import find_soundfont
 
         find_soundfont(soundfont)
     options = JamOptions(mode=mode, chunk_s=chunk, buffer_s=buffer, sync=sync, bpm=bpm,
                          quantize_beats=quantize_arg(quantize, sync), ports=ports, midi_api=midi_api,
                          out_port=out_port, in_port=in_port, clock_port=clock_port, audio=audio, wav=wav,
-                         soundfont=soundfont)
+                         soundfont=soundfont, engine=engine, style_text=style_text, mrt_size=mrt_size)
     if ports and not (out_port or in_port) and sync != "midi-clock" and (out or wav or audio):
         from tatum.realtime.ports import choose_api
 

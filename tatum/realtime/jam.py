@@ -40,6 +40,9 @@ class JamOptions:
     audio: bool = False             # play through JACK's outputs
     wav: Path | None = None
     soundfont: Path | None = None
+    engine: str = "fluidsynth"      # or "magenta": Magenta RealTime 2 plays the notes in `style_text`
+    style_text: str = "1950s solo piano recording"
+    mrt_size: str = "mrt2_small"
     client: str = "tatum"
 
 
@@ -91,7 +94,14 @@ class Jam:
         if o.audio or o.wav:
             from tatum.realtime.audio import AudioPacer, AudioStream, JackAudioOut, WavRecorder
 
-            self.audio = AudioStream(o.soundfont)
+            if o.engine == "magenta":
+                from tatum.audio.magenta import MagentaAudioStream, MagentaSound
+
+                self.audio = MagentaAudioStream(MagentaSound(o.style_text, size=o.mrt_size))
+            elif o.engine == "fluidsynth":
+                self.audio = AudioStream(o.soundfont)
+            else:
+                raise TatumError(f"unknown --engine {o.engine!r}; use fluidsynth or magenta")
             self._closers.append(self.audio.close)
             self.scheduler.on_notes.append(lambda notes, epoch: self.audio.add(notes))
             self.scheduler.on_cut.append(self.audio.cut)
