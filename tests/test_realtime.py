@@ -116,7 +116,7 @@ def test_recording_is_written_on_the_daws_tempo_map(tmp_path):
     for ev in tl.drain():
         rec.on_event(ev, 0.0)
     path = tmp_path / "jam.mid"
-    rec.save(path)
+    rec.save(path, until_ms=1750)
     from symusic import Score
 
     score = Score(str(path))

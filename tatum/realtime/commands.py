@@ -9,6 +9,7 @@ from tatum.errors import TatumError
 from tatum.realtime.controls import Controls
 
 QUANTA = {"1/4": 1.0, "1/8": 0.5, "1/16": 0.25, "1/32": 0.125}
+MODES = ("solo", "respond", "accompany")
 
 
 def quantize_arg(text: str, sync: str) -> float | None:
@@ -56,8 +57,17 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
     from tatum.io import check_writable
     from tatum.realtime.jam import SYNCS, Jam, JamOptions, stats_line
 
+    from tatum.realtime.transport import _check_bpm
+
     if sync not in SYNCS:
         raise TatumError(f"unknown --sync {sync!r}; use {', '.join(SYNCS)}")
+    if mode not in MODES:
+        raise TatumError(f"unknown jam mode {mode!r}; modes: {', '.join(MODES)}")
+    if not 0.05 <= chunk <= 5.0:
+        raise TatumError(f"--chunk must be 0.05–5 seconds, not {chunk:g}")
+    if not chunk <= buffer <= 30.0:
+        raise TatumError(f"--buffer must hold at least one chunk ({chunk:g} s) and at most 30 s, not {buffer:g}")
+    _check_bpm(bpm)
     if seconds is not None and not 0 < seconds <= 24 * 3600:
         raise TatumError(f"--seconds must be more than 0 (and at most a day), not {seconds:g}")
     for path in (out, wav):
@@ -134,15 +144,17 @@ def _play(console, jam, seconds: float | None) -> float:
             live.start()
         while True:
             jam.check()
-            if seconds is not None and jam.clock.now_ms() >= seconds * 1000:
+            left = None if seconds is None else seconds - jam.clock.now_ms() / 1000
+            if left is not None and left <= 0:
                 break
-            time.sleep(0.1)
+            time.sleep(0.1 if left is None else min(0.1, left))
             if live:
                 live.update(line())
     finally:
         if live:
             live.stop()
-    return jam.stop()
+    stopped = jam.stop()
+    return stopped if seconds is None else min(stopped, seconds * 1000)
 
 
 class StreamFactory:

@@ -32,10 +32,11 @@ class MidiRecorder:
                 self._rows.append((onset, ev.ms, pitch, vel))
 
     def notes(self, until_ms: float | None = None) -> Notes:
-        """What was played, in jam ms; notes still sounding end at `until_ms` (default: now)."""
+        """What was played before `until_ms` (default: now), in jam ms; notes still sounding then end there."""
         until = self.clock.now_ms() if until_ms is None else until_ms
         with self._lock:
             rows = self._rows + [(o, max(until, o + 1), p, v) for o, p, v in self._open.values()]
+        rows = [(o, min(e, until), p, v) for o, e, p, v in rows if o < until]   # a jam of N s is N s long
         if not rows:
             return Notes.empty()
         a = np.asarray(rows, dtype=np.float64)

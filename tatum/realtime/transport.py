@@ -197,7 +197,7 @@ class MidiClockTransport:
 
 def _check_bpm(bpm: float) -> None:
     if not (isinstance(bpm, (int, float)) and math.isfinite(bpm) and 20 <= bpm <= 400):
-        raise TatumError(f"tempo must be 20–400 bpm, not {bpm}")
+        raise TatumError(f"tempo must be 20–400 bpm, not {bpm:g}")
 
 
 class JamClock:
