@@ -378,3 +378,22 @@ def test_the_stream_also_plays_an_encoder_decoder_model():
     assert state.played_ms == 4000 and state.plan_ms == 2000
     for i, c in enumerate(chunks):
         assert np.all((c.onset_ms >= 1000 * i) & (c.onset_ms < 1000 * (i + 1)))
+
+
+def test_finetuning_a_notelm_on_one_pianist_with_lora_exports_a_plain_notelm(shards, tmp_path):  # noqa: F811
+    from tatum.model.lora import has_lora
+    from tatum.data.shards import ShardSet
+
+    tok = ShardSet(shards).tokenizer
+    torch.manual_seed(2)
+    base = save_checkpoint(build_model(preset("note-tiny", tok.vocab_size, align_input=True)), tok, tmp_path / "base")
+    out = tmp_path / "ft"
+    train(TrainConfig(shards=str(shards), out=str(out), init=str(base), artist="Art Tatum", max_steps=4, val_every=2,
+                      save_every=2, batch_size=2, threads=1, val_per_corruption=2, lora_rank=4), progress=False)
+    model, _ = load_model(out / "checkpoint")
+    assert isinstance(model, NoteLM) and not has_lora(model) and model.cfg.align_input
+    training = json.loads((out / "checkpoint" / "config.json").read_text())["training"]
+    assert training["artist"] == "Art Tatum" and training["lora_rank"] == 4
+    before, _ = load_model(base)
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before.state_dict()[k])]
+    assert changed and all(k.endswith("weight") for k in changed)     # adapters merged into Linears only
