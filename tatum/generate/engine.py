@@ -108,6 +108,10 @@ class Engine:
     chord_size: int = 3
     chord_gap_ms: int = 0    # the chord rule serves melody onsets at least this far apart (0: all),
                              # and holds those chords at least as long (harmonize sets it)
+    candidates: int = 1      # with `choose`: decode each window this many times (one batch) and keep
+    choose: Callable[[Piece, list[int], list[list[np.ndarray]]], list[int]] | None = None
+                             # (piece, targets, candidates per target) → the kept candidate of each
+                             # (tatum.evaluate.rerank.Reranker scores them with the classifiers)
 
     def rows_for(self, piece: Piece, targets: list[int], names: list[str], cond: Conditioning,
                  rng: np.random.Generator, right_context: dict[int, list[np.ndarray]] | None = None,
@@ -137,11 +141,13 @@ class Engine:
             rows.append(Row(enc, melody))
         return rows, style
 
-    def decode(self, rows: list[Row], style: Style, salt: int) -> list[np.ndarray]:
+    def decode(self, rows: list[Row], style: Style, salt: int, per: int = 1) -> list[np.ndarray]:
+        """Decode `rows` in batches; `per` consecutive rows (one window's candidates) share a batch."""
         out = []
-        for k in range(0, len(rows), self.batch_size):
+        size = max(1, self.batch_size // per) * per
+        for k in range(0, len(rows), size):
             gen = self.sampling.generator(salt * 7919 + k)
-            out += decode_rows(self.model, rows[k:k + self.batch_size], self.sampling, style,
+            out += decode_rows(self.model, rows[k:k + size], self.sampling, style,
                                self.tok.null_style, gen, chord_size=self.chord_size,
                                any_controls=(self.tok.density_id(None), self.tok.polyphony_id(None)),
                                chord_hold=self.chord_gap_ms // tk.GRID_MS)
@@ -161,9 +167,20 @@ class Engine:
         for g, group in enumerate(groups):
             gnames = [names[targets.index(t)] for t in group]
             rows, style = self.rows_for(piece, group, gnames, cond, rng, right_context, harmonize, inputs)
-            for t, ids in zip(group, self.decode(rows, style, salt=seed * 1009 + g)):
+            for t, ids in zip(group, self.decode_best(piece, group, rows, style, salt=seed * 1009 + g)):
                 piece.windows[t] = tk.encode_segment(tk.decode_segment(ids))
         return targets
+
+    def decode_best(self, piece: Piece, targets: list[int], rows: list[Row], style: Style,
+                    salt: int) -> list[np.ndarray]:
+        """One decoded window per row: the only one, or the candidate `choose` keeps of `candidates`."""
+        k = self.candidates if self.choose is not None else 1
+        if k <= 1:
+            return self.decode(rows, style, salt)
+        many = self.decode([r for r in rows for _ in range(k)], style, salt, per=k)
+        cands = [[tk.encode_segment(tk.decode_segment(ids)) for ids in many[i * k:(i + 1) * k]]
+                 for i in range(len(rows))]
+        return [c[p] for c, p in zip(cands, self.choose(piece, targets, cands))]
 
 
 def pick_targets(n: int, rate: float, rng: np.random.Generator, start: int = 0, stop: int | None = None,

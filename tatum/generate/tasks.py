@@ -62,6 +62,21 @@ def _engine(model, artist, sampling: Sampling, context: tuple[int, int]) -> Engi
     return Engine(m, tok, sampling, context=context)
 
 
+def _rerank(eng: Engine, candidates: int, reranker, cond: Conditioning, original: list | None = None) -> None:
+    """Have `eng` decode `candidates` per window and keep the one `reranker` (default: the shipped
+    classifier scoring the requested style and pianist, and with `original` the piece's structure)
+    likes best."""
+    if int(candidates) != candidates or candidates < 1:
+        raise TatumError(f"--candidates must be a whole number, 1 or more, not {candidates}")
+    if candidates == 1:
+        return
+    if reranker is None:
+        from tatum.evaluate.rerank import Reranker
+
+        reranker = Reranker(cond.genre, cond.artist, original)
+    eng.candidates, eng.choose = int(candidates), reranker
+
+
 def _check_length(notes: Notes, what: str = "piece") -> None:
     if not len(notes):
         raise TatumError(f"the {what} has no notes")
@@ -75,8 +90,9 @@ def improvise(notes: Notes | str | os.PathLike, style: StyleArg = "jazz", artist
               keep_last: bool = True, preserve_structure: float = 0.05, temperature: float = 1.0,
               top_k: int = 50, top_p: float = 1.0, guidance: float = 0.0, density: int | str | None = None,
               polyphony: int | str | None = None, seed: int | None = None, order: str = "parallel",
-              keep_melody: bool = True, model=None,
-              on_pass: Callable[[int, int], None] | None = None) -> Notes:
+              keep_melody: bool = True, model=None, candidates: int = 1, reranker=None,
+              on_pass: Callable[[int, int], None] | None = None,
+              on_notes: Callable[[int, Notes], None] | None = None) -> Notes:
     """Re-play a piece in another style by corruption–refinement passes (ImprovNet's recipe by default).
 
     `style` and `artist` are a name or a weighted mixture ({"jazz": .7, "classical": .3}). The first
@@ -84,6 +100,11 @@ def improvise(notes: Notes | str | os.PathLike, style: StyleArg = "jazz", artist
     peaks (`preserve_structure`, a share of the windows) are left as they are. With `keep_melody`,
     skyline passes reharmonize the piece's own tune (kept on top) instead of reinventing it, so the
     later passes vary a piece that is still recognisable.
+
+    With `candidates` K > 1 each window is decoded K times in one batch and the classifiers keep the
+    candidate likeliest in the asked style and manner, least random-like, and closest to the piece's
+    own self-similarity (`tatum.evaluate.rerank`; `reranker` replaces that chooser). `on_notes(k,
+    notes)` sees the whole piece after each pass.
     """
     notes = _notes(notes)
     _check_length(notes)
@@ -99,9 +120,21 @@ def improvise(notes: Notes | str | os.PathLike, style: StyleArg = "jazz", artist
     if keep_melody:   # each window's tune; windows without one are left to the plain corruption
         tunes = ((i, skyline_notes(piece.window_notes(i))) for i in range(n))
         melody = {i: tune for i, tune in tunes if len(tune)}
+    _rerank(eng, candidates, reranker, cond, list(piece.windows))
     run_plan(eng, piece, steps, cond, start=start, stop=stop, keep=keep, seed=_seed(seed), order=order,
-             melody=melody, on_pass=on_pass)
+             melody=melody, on_pass=_passed(piece, on_pass, on_notes))
     return piece.notes()
+
+
+def _passed(piece: Piece, on_pass, on_notes) -> Callable[[int, int], None] | None:
+    if on_notes is None:
+        return on_pass
+
+    def call(k: int, n: int) -> None:
+        if on_pass is not None:
+            on_pass(k, n)
+        on_notes(k, piece.notes())
+    return call
 
 
 def _plan(plan: str, rate: float | None, passes: int | None, corruption: str | None) -> list[Pass]:
@@ -124,7 +157,8 @@ def harmonize(melody: Notes | str | os.PathLike, style: StyleArg = "jazz", artis
               passes: int = 5, context: tuple[int, int] = (5, 2), chord_size: int = 3, chord_gap_ms: int = 600,
               polyphony: int | str | None = None, density: int | str | None = None, temperature: float = 1.0,
               top_k: int = 50, top_p: float = 1.0, guidance: float = 0.0, seed: int | None = None,
-              strict: bool = False, model=None, on_pass: Callable[[int, int], None] | None = None) -> Notes:
+              strict: bool = False, model=None, on_pass: Callable[[int, int], None] | None = None,
+              on_notes: Callable[[int, Notes], None] | None = None) -> Notes:
     """Put chords and accompaniment under a monophonic melody (skyline passes with the chord rule).
 
     A melody with chords is reduced to its top line with a warning (an error with `strict`).
@@ -155,6 +189,8 @@ def harmonize(melody: Notes | str | os.PathLike, style: StyleArg = "jazz", artis
         run_plan(eng, piece, [Pass("skyline", 1.0)], cond, seed=s + k, harmonize=True, melody=lines)
         if on_pass is not None:
             on_pass(k, len(piece))
+        if on_notes is not None:
+            on_notes(k, piece.notes())
     return piece.notes()
 
 
@@ -162,13 +198,16 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: S
               artist: StyleArg = None, *, prompt_seconds: float | None = None, context: int = 5,
               temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0, guidance: float = 2.0,
               density: int | str | None = "source", polyphony: int | str | None = "source",
-              seed: int | None = None, model=None, on_pass: Callable[[int, int], None] | None = None) -> Notes:
+              seed: int | None = None, model=None, candidates: int = 1, reranker=None,
+              on_pass: Callable[[int, int], None] | None = None) -> Notes:
     """The prompt followed by `seconds` of new music, one 5 s window at a time.
 
     `density` and `polyphony` default to the buckets of the prompt's last window ("source"), so the
     new music keeps the prompt's texture; None lets the model choose (ANY), a number sets a bucket.
     `guidance` (2 by default here) makes the model follow those controls: without it the shipped
     model plays about 1.3 density buckets away from the one asked for, with it about 0.7.
+    With `candidates` K > 1 each window is decoded K times and the classifiers keep the one likeliest
+    in the asked style and manner and least random-like, judged after the music before it.
     """
     prompt = _notes(prompt)
     if prompt_seconds is not None:
@@ -199,6 +238,7 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: S
     if polyphony == "source":
         polyphony = None if last is None else tk.polyphony_bucket(last)
     cond = Conditioning(_mix(eng.tok, style, "style"), _mix(eng.tok, artist, "artist"), density, polyphony)
+    _rerank(eng, candidates, reranker, cond)
     s = _seed(seed)
     for k, i in enumerate(range(first_new, first_new + n_new)):
         eng.run_pass(piece, Pass("whole_mask"), cond, [i], seed=s + k, right_context={i: []})
@@ -210,9 +250,12 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: S
 def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, style: StyleArg = "jazz",
            artist: StyleArg = None, *, context: int = 5, temperature: float = 1.0, top_k: int = 50,
            top_p: float = 1.0, guidance: float = 0.0, density: int | str | None = None,
-           polyphony: int | str | None = None, seed: int | None = None, model=None,
-           on_pass: Callable[[int, int], None] | None = None) -> Notes:
-    """Replace the music between `start_s` and `end_s` with new music that joins both sides."""
+           polyphony: int | str | None = None, seed: int | None = None, model=None, candidates: int = 1,
+           reranker=None, on_pass: Callable[[int, int], None] | None = None) -> Notes:
+    """Replace the music between `start_s` and `end_s` with new music that joins both sides.
+
+    With `candidates` K > 1 each window is decoded K times and the classifiers keep the one likeliest
+    in the asked style and manner and least random-like, judged between its neighbours."""
     notes = _notes(notes)
     _check_length(notes)
     start, end = int(start_s * 1000), int(end_s * 1000)
@@ -231,6 +274,7 @@ def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, style
         piece.windows.append(np.zeros(0, dtype=np.int64))
     eng = _engine(model, artist, Sampling(temperature, top_k, top_p, guidance, seed), (context, context))
     cond = Conditioning(_mix(eng.tok, style, "style"), _mix(eng.tok, artist, "artist"), density, polyphony)
+    _rerank(eng, candidates, reranker, cond)
     s = _seed(seed)
     for k, i in enumerate(range(g0, g1)):
         right = piece.windows[g1:g1 + context] if i == g1 - 1 else []

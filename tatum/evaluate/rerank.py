@@ -1,0 +1,181 @@
+"""Classifier reranking: of K candidates decoded for one window, keep the one the classifiers score
+best for the request.
+
+The pass engine decodes each window K times in one batch and hands the candidates to a chooser
+(`Engine.choose`); `Reranker` is the chooser built from the shipped classifier:
+
+    score = style · P(asked genre mix) + artist · P(asked pianist mix) − real · random_like
+            + structure · SSM agreement with the original (improvise only)
+
+The classifier reads 15 s windows and a candidate is 5 s long, so each candidate is scored inside the
+three token windows around it (its neighbours as the piece stands when the pass began): the span
+that holds the most neighbouring notes, centred on the candidate where it can be, so a continuation
+is judged after its prompt and an infill between its two sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tatum import tokenizer as tk
+from tatum.evaluate.classify import Classifier
+from tatum.evaluate.features import MIN_NOTES, WINDOW_MS, encode_window
+from tatum.evaluate.metrics import chroma
+from tatum.notes import Notes
+
+SPAN = WINDOW_MS // tk.SEGMENT_MS        # token windows in one classifier window (3)
+FRAME_MS = 1000                          # chroma frames of the structure term (as metrics.ssm_correlation)
+
+
+@dataclass
+class Weights:
+    """How much each term counts. Every term lies in 0–1 (structure in −1–1), so equal weights
+    give each an equal say."""
+
+    style: float = 1.0
+    artist: float = 1.0
+    real: float = 1.0
+    structure: float = 1.0
+
+
+@dataclass
+class Choice:
+    """What one call decided, kept for benchmarks: per target, each candidate's terms and the pick."""
+
+    target: int
+    terms: dict[str, np.ndarray]
+    pick: int
+
+
+@dataclass
+class Reranker:
+    """Chooses among candidates for the request: a genre mixture and a pianist mixture (names as the
+    generator spells them; names the classifier does not know are ignored), and with `original` (the
+    piece's token windows before any pass) the structure term. Callable as `Engine.choose`."""
+
+    genre: dict[str, float] | None = None
+    artist: dict[str, float] | None = None
+    original: list[np.ndarray] | None = None
+    weights: Weights = field(default_factory=Weights)
+    classifier: Classifier | None = None
+    history: list[Choice] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.classifier = self.classifier or Classifier.load()
+        self._genre = _mix_vector(self.genre, self.classifier.genres)
+        self._artist = _mix_vector(self.artist, self.classifier.artists)
+        self._orig = None if self.original is None else _frames([tk.decode_segment(w) for w in self.original])
+
+    def __call__(self, piece, targets: list[int], candidates: list[list[np.ndarray]]) -> list[int]:
+        """Index of the kept candidate for each target (ties: the first)."""
+        out = []
+        for t, terms in zip(targets, self.terms(piece, targets, candidates)):
+            pick = int(np.argmax(self.total(terms)))
+            self.history.append(Choice(t, terms, pick))
+            out.append(pick)
+        return out
+
+    def total(self, terms: dict[str, np.ndarray]) -> np.ndarray:
+        w = self.weights
+        total = w.real * -terms["random_like"]
+        if self._genre is not None:
+            total = total + w.style * terms["style"]
+        if self._artist is not None:
+            total = total + w.artist * terms["artist"]
+        if "structure" in terms:
+            total = total + w.structure * terms["structure"]
+        return total
+
+    def terms(self, piece, targets: list[int], candidates: list[list[np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """Per target, each term per candidate: style, artist, random_like (and structure)."""
+        rows, few = [], []
+        for t, cands in zip(targets, candidates):
+            for c in cands:
+                notes = in_context(piece, t, c)
+                rows.append(encode_window(notes.onset_ms, notes.dur_ms, notes.pitch, notes.velocity))
+                few.append(len(notes) < MIN_NOTES)
+        p = self.classifier.predict(rows) if rows else None
+        few = np.array(few, dtype=bool)
+        frames = None if self._orig is None else _frames([piece.window_notes(i) for i in range(len(piece))])
+        out, k = [], 0
+        for t, cands in zip(targets, candidates):
+            s = slice(k, k + len(cands))
+            k += len(cands)
+            # A span too sparse to judge is taken as the least musical (as the classifier leaves
+            # such windows out of a piece's score).
+            terms = {"random_like": np.where(few[s], 1.0, p["random"][s]),
+                     "style": np.where(few[s], 0.0, p["genre"][s] @ self._genre) if self._genre is not None
+                     else np.zeros(len(cands)),
+                     "artist": np.where(few[s], 0.0, p["artist"][s] @ self._artist) if self._artist is not None
+                     else np.zeros(len(cands))}
+            if frames is not None:
+                terms["structure"] = np.array([structure_agreement(self._orig, frames, t, tk.decode_segment(c))
+                                               for c in cands])
+            out.append(terms)
+        return out
+
+
+def _mix_vector(mix: dict[str, float] | str | None, names: list[str]) -> np.ndarray | None:
+    if not mix:
+        return None
+    mix = {mix: 1.0} if isinstance(mix, str) else mix
+    v = np.array([max(0.0, float(mix.get(n, 0.0))) for n in names])
+    return v / v.sum() if v.sum() > 0 else None
+
+
+def span_of(piece, t: int) -> int:
+    """First token window of the classifier span around window t: of the spans of SPAN windows that
+    hold t, the one whose other windows have the most notes (the centred one on a tie)."""
+    n = len(piece)
+    if n <= SPAN:
+        return 0
+    firsts = sorted(range(max(0, t - SPAN + 1), min(t, n - SPAN) + 1), key=lambda s: abs(s - (t - 1)))
+    count = lambda s: sum(len(piece.windows[i]) for i in range(s, s + SPAN) if i != t)  # noqa: E731
+    return max(firsts, key=count)
+
+
+def in_context(piece, t: int, candidate: np.ndarray) -> Notes:
+    """The candidate's tokens in place of window t, with the neighbours of its classifier span;
+    times relative to the span's start."""
+    s = span_of(piece, t)
+    parts = []
+    for i in range(s, min(len(piece), s + SPAN)):
+        seg = tk.decode_segment(candidate) if i == t else piece.window_notes(i)
+        if len(seg):
+            parts.append(seg.shift((i - s) * tk.SEGMENT_MS))
+    return Notes.merge(parts) if parts else Notes.empty()
+
+
+def _frames(windows: list[Notes]) -> np.ndarray:
+    """[windows × frames per window, 12] unit chroma vectors (zero where silent)."""
+    per = tk.SEGMENT_MS // FRAME_MS
+    if not windows:
+        return np.zeros((0, 12))
+    c = np.concatenate([chroma(w, 0, tk.SEGMENT_MS, FRAME_MS) if len(w) else np.zeros((per, 12)) for w in windows])
+    return _unit(c)
+
+
+def _unit(c: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(c, axis=1, keepdims=True)
+    return np.divide(c, norm, out=np.zeros_like(c), where=norm > 0)
+
+
+def structure_agreement(original: np.ndarray, current: np.ndarray, t: int, candidate: Notes) -> float:
+    """How well window t, played as `candidate`, keeps its place in the piece's self-similarity: the
+    correlation between the original's SSM rows for t's frames and those rows with the candidate in
+    the current piece, over the frames outside t (0 where either is flat)."""
+    per = tk.SEGMENT_MS // FRAME_MS
+    n = min(len(original), len(current))
+    own = np.arange(t * per, (t + 1) * per)
+    if own[-1] >= n:
+        return 0.0
+    cur = current[:n].copy()
+    cur[own] = _unit(chroma(candidate, 0, tk.SEGMENT_MS, FRAME_MS))
+    others = np.setdiff1d(np.arange(n), own)
+    a = (original[own] @ original[others].T).ravel()
+    b = (cur[own] @ cur[others].T).ravel()
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
