@@ -220,6 +220,9 @@ Model = Annotated[Optional[str], typer.Option(help="Checkpoint folder or shipped
 Png = Annotated[Optional[Path], typer.Option(help="Also write a piano roll: original above, result below.")]
 Wav = Annotated[Optional[Path], typer.Option(help="Also render the result to a WAV (48 kHz stereo, FluidSynth).")]
 Force = Annotated[bool, typer.Option(help="Replace existing output files.")]
+Candidates = Annotated[int, typer.Option(help="Decode K candidates per window in one batch and keep the one the "
+                                         "classifiers score best for the style and pianist asked for (1 = off; "
+                                         "about K times the decode work).")]
 
 
 @app.command("improvise")
@@ -248,6 +251,7 @@ def improvise_cmd(
     polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5, 'source' or 'any' (default)."),
     seed: Seed = None,
     model: Model = None,
+    candidates: Candidates = 1,
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
@@ -267,7 +271,7 @@ def improvise_cmd(
                            preserve_structure=preserve_structure, temperature=temperature, top_k=top_k,
                            top_p=top_p, guidance=guidance, density=_controls(density),
                            polyphony=_controls(polyphony), seed=seed, keep_melody=keep_melody, model=model,
-                           on_pass=run.on_pass)
+                           candidates=candidates, on_pass=run.on_pass)
     run.write(result)
 
 
@@ -323,6 +327,7 @@ def continue_cmd(
     polyphony: str = typer.Option("source", help="Polyphony bucket 0–5, 'any', or 'source': the prompt's."),
     seed: Seed = None,
     model: Model = None,
+    candidates: Candidates = 1,
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
@@ -335,7 +340,8 @@ def continue_cmd(
     with _Run(inp, out_path, force, png, math.ceil(seconds / 5), "continuing", wav) as run:
         result = continue_(run.notes, seconds, _style_arg(style), _style_arg(artist), prompt_seconds=prompt_seconds,
                            temperature=temperature, top_k=top_k, guidance=guidance, density=_controls(density),
-                           polyphony=_controls(polyphony), seed=seed, model=model, on_pass=run.on_pass)
+                           polyphony=_controls(polyphony), seed=seed, model=model, candidates=candidates,
+                           on_pass=run.on_pass)
     # the picture compares the continuation with its prompt, not with the whole input file
     run.write(result, before=None if prompt_seconds is None else run.notes.slice(0, prompt_seconds * 1000, clip=True))
 
@@ -353,6 +359,7 @@ def infill_cmd(
     guidance: Guidance = 0.0,
     seed: Seed = None,
     model: Model = None,
+    candidates: Candidates = 1,
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
@@ -364,7 +371,8 @@ def infill_cmd(
 
     with _Run(inp, out_path, force, png, max(1, math.ceil((end - start) / 5)), "infilling", wav) as run:
         result = infill(run.notes, start, end, _style_arg(style), _style_arg(artist), temperature=temperature,
-                        top_k=top_k, guidance=guidance, seed=seed, model=model, on_pass=run.on_pass)
+                        top_k=top_k, guidance=guidance, seed=seed, model=model, candidates=candidates,
+                        on_pass=run.on_pass)
     run.write(result)
 
 
@@ -543,6 +551,61 @@ def classify_cmd(
                             ("random-like", f"{s.random_like:.2f}  (real music ≈ 0, random notes ≈ 1; "
                                             f"{s.windows} window{'s' * (s.windows != 1)} of 15 s)")):
             out.print(f"  {label:12s}{text}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    task: str = typer.Option(..., help="continuation, infill, style-transfer or harmonize (ImprovNet's protocols)."),
+    data: Optional[str] = typer.Option(None, help="SOURCE:SPLIT (pijama, pianolatron or pop909 under --data-root) "
+                                       "or FOLDER:SPLIT. Default: pianolatron:val for style-transfer, else pijama:val."),
+    n: int = typer.Option(8, "--n", help="Pieces, evenly spread through the split."),
+    model: Model = None,
+    artist: Artist = None,
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for results.json, results.md, "
+                                           "curves.png, rolls/ and midi/ (default: eval-TASK)."),
+    seed: int = typer.Option(0, help="Piece k is generated with seed + k."),
+    candidates: Candidates = 1,
+    seconds: Optional[float] = typer.Option(None, help="Excerpt length: style-transfer 60 s, harmonize 30 s."),
+    data_root: Optional[Path] = typer.Option(None, help="Where pijama/, pianolatron/, pop909/ are "
+                                             "(default: $TATUM_DATA or ../shared/data)."),
+    pictures: bool = typer.Option(True, "--pictures/--no-pictures", help="Piano rolls and curves."),
+    force: Force = False,
+):
+    """Run a task on N real pieces with fixed seeds and measure it as ImprovNet did; writes JSON, a
+    markdown table beside ImprovNet's published figures, and pictures.
+
+    Example: tatum evaluate --task continuation --data pijama:val --n 8 --out eval/continuation
+    """
+    from tatum.evaluate.protocols import Setup, evaluate
+    from tatum.evaluate.report import write
+
+    setup = Setup(task, data, n, model, artist, seed, candidates, seconds, data_root)
+    out_dir = out_dir or Path(f"eval-{task}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TatumError("exists and is not a folder", out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise TatumError("folder is not empty (use --force to write into it)", out_dir)
+    progress = None
+
+    def on_piece(done: int, total: int, title: str) -> None:
+        nonlocal progress, bar
+        if progress is None:   # the bar appears with the first piece, so an input error is one line
+            progress = _progress()
+            progress.__enter__()
+            bar = progress.add_task(f"{task}", total=total)
+        progress.update(bar, completed=done, description=f"{task}: {title[:30]}")
+
+    bar = None
+    try:
+        ev = evaluate(setup, progress=on_piece)
+    finally:
+        if progress is not None:
+            progress.__exit__(None, None, None)
+    files = write(ev, out_dir, pictures=pictures)
+    typer.echo(open(files["markdown"], encoding="utf-8").read())
+    console.print(f"{len(ev.pieces)} pieces → {out_dir}/ (results.json, results.md"
+                  + (", curves.png, rolls/" if pictures else "") + ", midi/)", highlight=False, markup=False,
+                  soft_wrap=True)
 
 
 def _bool(value: str) -> bool:
