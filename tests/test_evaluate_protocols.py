@@ -126,6 +126,19 @@ def test_the_same_seed_gives_the_same_evaluation(continuation, folder, ckpt):
     assert again.pieces[0].measures == continuation.pieces[0].measures
 
 
+def test_a_decoder_only_model_is_evaluated_the_same_way(folder, tmp_path):
+    from tatum.model.checkpoint import save_checkpoint
+    from tatum.model.config import build_model, preset
+    from tatum.tokenizer import Tokenizer
+
+    tok = Tokenizer.default()
+    torch.manual_seed(0)
+    note = save_checkpoint(build_model(preset("note-tiny", tok.vocab_size)), tok, tmp_path / "note-tiny")
+    ev = pr.evaluate(setup(folder, n=1, model=str(note), candidates=2))
+    assert ev.model["architecture"] == "tatum-notelm"
+    assert 0 <= ev.pieces[0].measures["pctm_cosine"] <= 1
+
+
 def test_infill_measures_20_to_40_s_and_keeps_the_rest(folder, ckpt):
     ev = pr.evaluate(setup(folder, "infill", n=1, model=str(ckpt)))
     p = ev.pieces[0]

@@ -68,7 +68,26 @@ class Recorder:
         return [int(np.argmax([len(c) for c in cs])) for cs in candidates]
 
 
-def test_candidates_are_decoded_together_and_the_chosen_one_is_kept(pair, monkeypatch):
+@pytest.fixture(scope="module")
+def note_pair(tmp_path_factory):
+    """A tiny decoder-only NoteLM, saved and loaded as a checkpoint like the encoder–decoder."""
+    from tatum.model.checkpoint import load_model, save_checkpoint
+    from tatum.model.config import build_model, preset
+    from tatum.tokenizer import Tokenizer
+
+    tok = Tokenizer.default()
+    torch.manual_seed(0)
+    model = build_model(preset("note-tiny", tok.vocab_size))
+    return load_model(save_checkpoint(model, tok, tmp_path_factory.mktemp("note-model") / "note-tiny"))
+
+
+@pytest.fixture(params=["seq2seq", "notelm"])
+def any_pair(request, pair, note_pair):
+    return pair if request.param == "seq2seq" else note_pair
+
+
+def test_candidates_are_decoded_together_and_the_chosen_one_is_kept(any_pair, monkeypatch):
+    pair = any_pair
     batches = []
     real = engine_mod.decode_rows
 
@@ -107,7 +126,8 @@ def test_one_candidate_decodes_as_before_and_never_asks_the_chooser(pair):
 
 
 @pytest.mark.parametrize("task", ["improvise", "continue", "infill"])
-def test_every_generated_window_goes_through_the_chooser(pair, task):
+def test_every_generated_window_goes_through_the_chooser(any_pair, task):
+    pair = any_pair
     p = grid_piece(30, seed=6)
     chooser = Recorder()
     if task == "improvise":
