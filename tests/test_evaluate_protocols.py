@@ -97,6 +97,14 @@ def test_keys_a_fifth_apart_are_one_step_and_relative_keys_none():
     assert pr.fifths_apart((2, "minor"), (10, "major")) == 1      # D minor (F major) vs B♭ major
 
 
+def test_an_empty_generation_is_counted_and_left_out_of_the_kl():
+    real = grid_piece(15, seed=1)
+    m = pr.compare_section(real, Notes.empty(), real, 15)
+    assert m["empty"] and m["pitch_class_kl"] is None and m["pctm_cosine"] == 0.0
+    assert m["notes_per_5s"] == 0.0 and not m["key_kept"] and m["key_fifths"] is None
+    assert not pr.compare_section(real, real, real, 15)["empty"]
+
+
 # ------------------------------------------------------------------ the protocols
 @pytest.fixture(scope="module")
 def continuation(folder, ckpt):

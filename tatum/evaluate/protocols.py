@@ -220,7 +220,9 @@ def compare_section(real: Notes, gen: Notes, context: Notes, seconds: float) -> 
     """ImprovNet's continuation / infilling measures of a generated section against the real one,
     and ours: key kept (vs the given context), register, bass, beat clarity."""
     key = mt.estimate_key(context)
-    return {"pctm_cosine": mt.pctm_cosine(real, gen), "pitch_class_kl": mt.pitch_class_kl(real, gen),
+    # Nothing generated has no pitch-class profile: the smoothed KL would score it as a flat one (well).
+    return {"empty": not len(gen), "pctm_cosine": mt.pctm_cosine(real, gen),
+            "pitch_class_kl": mt.pitch_class_kl(real, gen) if len(gen) else None,
             "notes_per_5s": mt.note_density(gen, seconds), "real_notes_per_5s": mt.note_density(real, seconds),
             "key_kept": bool(len(gen)) and mt.same_key(key, mt.estimate_key(gen)),
             "real_key_kept": bool(len(real)) and mt.same_key(key, mt.estimate_key(real)),

@@ -36,6 +36,7 @@ ROWS = {
         ("key kept (vs the prompt), share", "key_kept", "real_key_kept", ".2f"),
         ("key distance to the prompt's, fifths (0–6)", "key_fifths", "real_key_fifths", ".1f"),
         ("median pitch difference to the real, semitones", "median_pitch_diff", None, ".1f"),
+        ("nothing generated, share of pieces (KL left out)", "empty", None, ".2f"),
         ("bass presence (share of time below C3)", "bass_presence", "real_bass_presence", ".2f"),
         ("beat clarity (onset autocorrelation peak)", "pulse_clarity", "real_pulse_clarity", ".2f"),
     ],
