@@ -201,3 +201,41 @@ def test_link_tempo_and_phase_follow_the_session(jack, tmp_path):
 def test_a_missing_port_is_one_clear_error(jack):
     with pytest.raises(TatumError, match="MIDI output port 'no-such-synth' not found"):
         Jam(MockStream(), Controls(), JamOptions(out_port="no-such-synth", midi_api="jack", client="tatum-t4"))
+
+
+def test_a_jack_server_that_stops_ends_the_jam_instead_of_hanging_it(monkeypatch):
+    import shutil
+    import subprocess
+
+    pytest.importorskip("jack")
+    if shutil.which("jackd") is None:
+        pytest.skip("jackd not installed")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "tatum-doomed")       # a server of its own, to stop
+    server = subprocess.Popen(["jackd", "-n", "tatum-doomed", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from tatum.realtime.ports import jack_running
+
+        deadline = time.monotonic() + 10
+        while not jack_running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not jack_running():
+            pytest.skip("a second JACK server did not start")
+        jam = Jam(MockStream(step_ms=20), Controls(), JamOptions(chunk_s=0.5, buffer_s=1.0, midi_api="jack",
+                                                                 client="tatum-t5"))
+        jam.start()
+        time.sleep(0.5)
+        server.terminate()
+        server.wait(10)
+        deadline = time.monotonic() + 5
+        with pytest.raises(TatumError, match="JACK server stopped"):
+            while time.monotonic() < deadline:
+                jam.check()
+                time.sleep(0.05)
+        time.sleep(1.0)                   # notes keep falling due: none may be sent into the dead server
+        done = threading.Event()
+        threading.Thread(target=lambda: (jam.stop(), jam.close(), done.set()), daemon=True).start()
+        assert done.wait(15), "stopping the jam hung"
+    finally:
+        if server.poll() is None:
+            server.kill()

@@ -79,14 +79,20 @@ class Jam:
                                    quantize_beats=o.quantize_beats)
         self.recorder = MidiRecorder(self.clock)
         self.scheduler.on_event.append(self.recorder.on_event)
+        self.watch = None
         if api is not None:
-            from tatum.realtime.ports import MidiOutSink, open_input, open_output
+            from tatum.realtime.ports import JackWatch, MidiOutSink, api_name, open_input, open_output
+
+            if api_name(api) == "jack":
+                self.watch = JackWatch(f"{o.client}-watch")
+                self._closers.append(self.watch.close)
 
             if o.sync == "midi-clock":
                 port = open_input(api, self.transport.feed, o.clock_port, "clock", f"{o.client}-clock", clock=True)
                 self._closers.append(port.delete)
             if o.ports:
-                self.out_sink = MidiOutSink(open_output(api, o.out_port, "out", o.client))
+                alive = (lambda: self.watch.alive) if self.watch is not None else (lambda: True)
+                self.out_sink = MidiOutSink(open_output(api, o.out_port, "out", o.client), alive=alive)
                 self._closers.append(self.out_sink.close)
                 self.scheduler.on_event.append(self.out_sink.on_event)
                 self.in_port = open_input(api, self.live.message, o.in_port, "in", f"{o.client}-in")
@@ -138,7 +144,9 @@ class Jam:
         return wall0
 
     def check(self) -> None:
-        """Raise what went wrong in a background thread, if anything."""
+        """Raise what went wrong in a background thread, if anything, or if the JACK server stopped."""
+        if self.watch is not None and not self.watch.alive:
+            raise TatumError(f"the JACK server stopped ({self.watch.reason or 'gone'}); the jam ended")
         for part in (self.scheduler, self.pacer):
             err = getattr(part, "error", None)
             if err is not None:

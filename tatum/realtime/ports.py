@@ -107,8 +107,11 @@ def _find(ports: list[str], wanted: str, kind: str) -> int:
 def open_output(api: int, port: str | None = None, name: str = "out", client: str = "tatum"):
     """A MidiOut: connected to the existing port whose name contains `port`, or a virtual port `name`."""
     rtmidi = _rtmidi()
-    with quiet_stderr():
-        out = rtmidi.MidiOut(api, client)
+    try:
+        with quiet_stderr():
+            out = rtmidi.MidiOut(api, client)
+    except Exception as e:
+        raise TatumError(f"cannot open MIDI output: {e}") from None
     try:
         if port:
             out.open_port(_find(out.get_ports(), port, "output"), f"{client}-{name}")
@@ -128,8 +131,11 @@ def open_input(api: int, callback: Callable[[list[int], float], None], port: str
     """A MidiIn calling `callback(message, perf_counter_at_arrival)` for every message (MIDI clock
     and transport messages too when `clock`)."""
     rtmidi = _rtmidi()
-    with quiet_stderr():
-        inp = rtmidi.MidiIn(api, client, queue_size_limit=4096)
+    try:
+        with quiet_stderr():
+            inp = rtmidi.MidiIn(api, client, queue_size_limit=4096)
+    except Exception as e:
+        raise TatumError(f"cannot open MIDI input: {e}") from None
     try:
         if port:
             inp.open_port(_find(inp.get_ports(), port, "input"), f"{client}-{name}")
@@ -163,17 +169,47 @@ class _Stamper:
         return self.sum + min(self.offsets)
 
 
+class JackWatch:
+    """Says when the JACK server goes away. rtmidi's JACK output waits, spinning, for room in a buffer
+    that only the server empties: after the server has gone, nothing may be sent any more. Without
+    JACK-Client nothing is watched and `alive` stays True."""
+
+    def __init__(self, name: str = "tatum-watch"):
+        self.alive, self.reason, self.client = True, "", None
+        try:
+            import jack
+
+            with quiet_stderr():
+                self.client = jack.Client(name, no_start_server=True)
+            self.client.set_shutdown_callback(self._gone)
+            self.client.activate()
+        except Exception:                  # no JACK-Client or libjack: a jam without the watch
+            self.client = None
+
+    def _gone(self, status, reason: str) -> None:
+        self.alive, self.reason = False, reason
+
+    def close(self) -> None:
+        if self.client is not None and self.alive:
+            with quiet_stderr():
+                self.client.deactivate()
+                self.client.close()
+        self.client = None
+
+
 class MidiOutSink:
     """Plays the scheduler's events on a MIDI output, one channel. A key struck again while it still
     sounds is released first, and only the note that struck it releases it."""
 
-    def __init__(self, out, channel: int = 0):
-        self.out, self.channel = out, channel
+    def __init__(self, out, channel: int = 0, alive: Callable[[], bool] = lambda: True):
+        self.out, self.channel, self.alive = out, channel, alive
         self._sounding: dict[int, int] = {}          # pitch → note id
         self._lock = threading.Lock()
         self.sent = 0
 
     def on_event(self, ev: Event, due: float) -> None:
+        if not self.alive():
+            return
         with self._lock:
             if ev.kind == ON:
                 if ev.pitch in self._sounding:
@@ -186,6 +222,8 @@ class MidiOutSink:
                 del self._sounding[ev.pitch]
 
     def all_off(self) -> None:
+        if not self.alive():
+            return
         with self._lock:
             for pitch in list(self._sounding):
                 self.out.send_message([0x80 | self.channel, pitch, 0])
@@ -196,8 +234,9 @@ class MidiOutSink:
         try:
             self.all_off()
         finally:
-            self.out.close_port()
-            self.out.delete()
+            with quiet_stderr():
+                self.out.close_port()
+                self.out.delete()
 
 
 # ------------------------------------------------------------------ JACK for tests and the benchmark
