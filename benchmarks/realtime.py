@@ -46,7 +46,7 @@ import json, sys, time
 import os
 import rtmidi
 try:
-    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(30))   # as a DAW would, where allowed
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))   # as a DAW would, where allowed
 except (AttributeError, OSError):
     pass
 inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "bench-rx", queue_size_limit=1 << 16)
@@ -197,11 +197,16 @@ def realtime_run(stream, controls, piece, minutes: float, chunk_s: float, buffer
            "latency_p50_ms": summary["latency_p50_ms"], "latency_p95_ms": summary["latency_p95_ms"],
            "latencies": len(jam.scheduler.stats.latencies_ms),
            "send_jitter_p95_ms": summary["jitter_p95_ms"], "note": note}
-    if receiver is not None:
-        got = json.loads(receiver.communicate("", timeout=30)[0].strip().splitlines()[-1])
-        out.update(port_jitter(sends.log, got))
-    if jack_proc is not None:
-        jack_proc.terminate()
+    try:
+        if receiver is not None:
+            got = json.loads(receiver.communicate("", timeout=30)[0].strip().splitlines()[-1])
+            out.update(port_jitter(sends.log, got))
+    finally:
+        if receiver is not None and receiver.poll() is None:
+            receiver.kill()
+        if jack_proc is not None:
+            jack_proc.terminate()
+            jack_proc.wait(10)
     return out
 
 

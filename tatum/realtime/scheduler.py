@@ -43,10 +43,12 @@ _switch = [sys.getswitchinterval()]
 
 def _raise_priority() -> str:
     """Give the calling thread real-time priority if the system allows it (JACK users usually may),
-    else a better nice value, else nothing: a note due must not wait behind the model."""
+    else a better nice value, else nothing: a note due must not wait behind the model. Priority 1,
+    the lowest real-time one: above every ordinary thread, below JACK's own (≥ 10), which must run
+    for what is sent to reach the port."""
     tid = threading.get_native_id()
     try:
-        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(20))
+        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
         return "fifo"
     except (AttributeError, OSError):
         pass
