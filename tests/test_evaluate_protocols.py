@@ -119,6 +119,8 @@ def test_continuation_measures_the_generated_15_s_against_the_real_next_15_s(con
     real = pr.load(pr.select_pieces(setup(folder))[0], 35).slice(20_000, 35_000, clip=True)
     assert m["real_notes_per_5s"] == pytest.approx(len(real) / 3)
     assert m["real_pulse_clarity"] == pytest.approx(mt.pulse_clarity(real))
+    prompt_end = pr.load(pr.select_pieces(setup(folder))[0], 35).slice(5_000, 20_000, clip=True)
+    assert m["real_pctm_cosine"] == pytest.approx(mt.pctm_cosine(real, prompt_end))
     assert 0 <= m["pctm_cosine"] <= 1 and m["pitch_class_kl"] >= 0
     assert 0 <= m["random_like"] <= 1 and 0 <= m["p_jazz"] <= 1
     assert m["p_artist"] is not None                  # P(Art Tatum): the piece's own pianist
@@ -211,7 +213,7 @@ def test_cli_evaluate_writes_the_folder_and_prints_the_table(folder, ckpt, tmp_p
     r = _cli("evaluate", "--task", "continuation", "--data", f"{folder}:val", "--n", 1, "--model", ckpt,
              "--out", out, "--no-pictures")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "| PCTM cosine vs the real next 15 s |" in r.stdout
+    assert "| PCTM cosine vs the real next 15 s (pianist column: the prompt's last 15 s) |" in r.stdout
     assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "midi"}
     again = _cli("evaluate", "--task", "continuation", "--data", f"{folder}:val", "--n", 1, "--model", ckpt,
                  "--out", out)

@@ -216,10 +216,14 @@ def fifths_apart(a: tuple[int, str], b: tuple[int, str]) -> int:
     return min(d, 12 - d)
 
 
-def compare_section(real: Notes, gen: Notes, context: Notes, seconds: float) -> dict:
+def compare_section(real: Notes, gen: Notes, context: Notes, seconds: float, yardstick: Notes | None = None) -> dict:
     """ImprovNet's continuation / infilling measures of a generated section against the real one,
-    and ours: key kept (vs the given context), register, bass, beat clarity."""
+    and ours: key kept (vs the given context), register, bass, beat clarity. `yardstick` (given music
+    as long as the section, e.g. the prompt's end) is scored against the real section the same way:
+    what copying the context would get."""
     key = mt.estimate_key(context)
+    ref = {} if yardstick is None else {"real_pctm_cosine": mt.pctm_cosine(real, yardstick),
+                                        "real_pitch_class_kl": mt.pitch_class_kl(real, yardstick)}
     # Nothing generated has no pitch-class profile: the smoothed KL would score it as a flat one (well).
     return {"empty": not len(gen), "pctm_cosine": mt.pctm_cosine(real, gen),
             "pitch_class_kl": mt.pitch_class_kl(real, gen) if len(gen) else None,
@@ -230,7 +234,7 @@ def compare_section(real: Notes, gen: Notes, context: Notes, seconds: float) -> 
             "real_key_fifths": fifths_apart(key, mt.estimate_key(real)) if len(real) else None,
             "median_pitch_diff": abs(mt.median_pitch(gen) - mt.median_pitch(real)),
             "bass_presence": mt.bass_presence(gen), "real_bass_presence": mt.bass_presence(real),
-            "pulse_clarity": mt.pulse_clarity(gen), "real_pulse_clarity": mt.pulse_clarity(real)}
+            "pulse_clarity": mt.pulse_clarity(gen), "real_pulse_clarity": mt.pulse_clarity(real)} | ref
 
 
 def per_window_density(notes: Notes, t0: float, t1: float) -> list[float]:
@@ -249,7 +253,7 @@ def _continuation(setup: Setup, notes: Notes, k: int, clf: Classifier, artist: s
                     seed=setup.seed + k, model=setup.model, candidates=setup.candidates)
     wall = time.perf_counter() - t
     gen = out.slice(P, P + C, clip=True)
-    m = compare_section(real, gen, prompt, CONTINUE_S)
+    m = compare_section(real, gen, prompt, CONTINUE_S, notes.slice(P - C, P, clip=True))
     m |= classifier_measures(clf, gen, artist) | classifier_measures(clf, real, artist, "real_")
     curves = {"notes per 5 s": per_window_density(gen, P, P + C),
               "notes per 5 s (real)": per_window_density(real, P, P + C)}
@@ -267,7 +271,7 @@ def _infill(setup: Setup, notes: Notes, k: int, clf: Classifier, artist: str | N
     wall = time.perf_counter() - t
     gen, real = out.slice(a, b, clip=True), notes.slice(a, b, clip=True)
     context = Notes.merge([notes.slice(0, a, clip=True), notes.slice(b, end)])
-    m = compare_section(real, gen, context, (b - a) / 1000)
+    m = compare_section(real, gen, context, (b - a) / 1000, notes.slice(0, a, clip=True))
     m |= classifier_measures(clf, gen, artist) | classifier_measures(clf, real, artist, "real_")
     curves = {"notes per 5 s": per_window_density(gen, a, b), "notes per 5 s (real)": per_window_density(real, a, b)}
     return PieceResult("", None, "", m, curves, out, notes, ("the pianist", "tatum: 20–40 s filled in"), wall)

@@ -27,14 +27,16 @@ PUBLISHED = {
 # (label, our key, the key of what it is compared with, format)
 ROWS = {
     "continuation": [
-        ("PCTM cosine vs the real next 15 s", "pctm_cosine", None, ".3f"),
-        ("pitch-class KL (real ‖ generated), nats", "pitch_class_kl", None, ".2f"),
+        ("PCTM cosine vs the real next 15 s (pianist column: the prompt's last 15 s)", "pctm_cosine",
+         "real_pctm_cosine", ".3f"),
+        ("pitch-class KL (real ‖ generated), nats (pianist column: the prompt's last 15 s)", "pitch_class_kl",
+         "real_pitch_class_kl", ".2f"),
         ("notes per 5 s", "notes_per_5s", "real_notes_per_5s", ".1f"),
         ("P(jazz)", "p_jazz", "real_p_jazz", ".2f"),
         ("{artist}", "p_artist", "real_p_artist", ".2f"),
         ("random-like (real music ≈ 0.05)", "random_like", "real_random_like", ".2f"),
         ("key kept (vs the prompt), share", "key_kept", "real_key_kept", ".2f"),
-        ("key distance to the prompt's, fifths (0–6)", "key_fifths", "real_key_fifths", ".1f"),
+        ("key distance (vs the prompt), fifths (0–6)", "key_fifths", "real_key_fifths", ".1f"),
         ("median pitch difference to the real, semitones", "median_pitch_diff", None, ".1f"),
         ("nothing generated, share of pieces (KL left out)", "empty", None, ".2f"),
         ("bass presence (share of time below C3)", "bass_presence", "real_bass_presence", ".2f"),
@@ -58,8 +60,8 @@ ROWS = {
         ("random-like (real music ≈ 0.05)", "random_like", "real_random_like", ".2f"),
     ],
 }
-ROWS["infill"] = [(label.replace("next 15 s", "20–40 s").replace("the prompt", "0–20 s and 40–60 s"), *rest)
-                  for label, *rest in ROWS["continuation"]]
+ROWS["infill"] = [(label.replace("next 15 s", "20–40 s").replace("the prompt's last 15 s", "the given 0–20 s")
+                   .replace("the prompt", "0–20 s and 40–60 s"), *rest) for label, *rest in ROWS["continuation"]]
 
 REFERENCE = {"continuation": "the pianist (real next 15 s)", "infill": "the pianist (real 20–40 s)",
              "style-transfer": "the input", "harmonize": "the pianist (same 30 s)"}
