@@ -121,6 +121,9 @@ def test_continuation_measures_the_generated_15_s_against_the_real_next_15_s(con
     assert m["real_pulse_clarity"] == pytest.approx(mt.pulse_clarity(real))
     prompt_end = pr.load(pr.select_pieces(setup(folder))[0], 35).slice(5_000, 20_000, clip=True)
     assert m["real_pctm_cosine"] == pytest.approx(mt.pctm_cosine(real, prompt_end))
+    assert m["real_pctm_cosine_improvnet"] == pytest.approx(mt.pctm_cosine(mt.pctm_legato(real),
+                                                                           mt.pctm_legato(prompt_end)))
+    assert m["real_pitch_class_kl_improvnet"] == pytest.approx(mt.pitch_class_kl(real, prompt_end, eps=1e-5))
     assert 0 <= m["pctm_cosine"] <= 1 and m["pitch_class_kl"] >= 0
     assert 0 <= m["random_like"] <= 1 and 0 <= m["p_jazz"] <= 1
     assert m["p_artist"] is not None                  # P(Art Tatum): the piece's own pianist
@@ -184,7 +187,7 @@ def test_the_report_writes_json_markdown_and_pictures(continuation, tmp_path):
     data = json.loads(Path(files["json"]).read_text())
     assert data["task"] == "continuation" and len(data["pieces"]) == 2
     assert data["summary"]["pctm_cosine"]["n"] == 2
-    assert data["published"]["pctm_cosine"] == "0.347"
+    assert data["published"]["pctm_cosine_improvnet"] == "0.347"
     md = Path(files["markdown"]).read_text()
     for text in ("| measure | tatum | the pianist (real next 15 s) | ImprovNet | AMT |", "0.347", "1.25",
                  "37 (originals 31)", "P(the piece's pianist)", "Skipped: C (shorter than 35 s)"):
@@ -213,7 +216,7 @@ def test_cli_evaluate_writes_the_folder_and_prints_the_table(folder, ckpt, tmp_p
     r = _cli("evaluate", "--task", "continuation", "--data", f"{folder}:val", "--n", 1, "--model", ckpt,
              "--out", out, "--no-pictures")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "| PCTM cosine vs the real next 15 s (pianist column: the prompt's last 15 s) |" in r.stdout
+    assert "| PCTM cosine vs the real next 15 s, ImprovNet's rule (pianist column: the prompt's last 15 s) | " in r.stdout
     assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "midi"}
     again = _cli("evaluate", "--task", "continuation", "--data", f"{folder}:val", "--n", 1, "--model", ckpt,
                  "--out", out)

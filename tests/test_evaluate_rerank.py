@@ -56,6 +56,17 @@ def test_pulse_clarity_needs_a_few_onsets_and_some_length():
     assert math.isnan(mt.pulse_clarity(onsets(range(0, 2500, 250))))      # shorter than two longest lags
 
 
+def test_pctm_legato_counts_pairs_where_one_note_ends_as_the_other_starts():
+    # C (0–500) → E (500–900): legato; G starts 300 ms after E ends: no pair; a chord C+E starting
+    # together at 2000 gives no pair either (neither ends at the other's start).
+    piece = Notes([0, 500, 1200, 2000, 2000], [500, 400, 300, 200, 200], [60, 64, 67, 60, 64], [80] * 5)
+    m = mt.pctm_legato(piece)
+    assert m[0, 4] == 1.0 and m.sum() == 1.0
+    near = Notes([0, 540], [500, 100], [62, 69], [80, 80])                  # 40 ms apart: counted
+    assert mt.pctm_legato(near)[2, 9] == 1.0
+    assert not mt.pctm_legato(Notes([0, 600], [500, 100], [62, 69], [80, 80])).any()   # 100 ms: not
+
+
 # ------------------------------------------------------------ the engine hook
 class Recorder:
     """A chooser that keeps the candidate with the most notes and remembers what it was shown."""

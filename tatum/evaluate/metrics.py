@@ -17,7 +17,7 @@ from tatum.notes import Notes
 from tatum import tokenizer
 from tatum.tokenizer import SEGMENT_MS, mean_polyphony
 
-__all__ = ["note_density", "mean_ioi", "pitch_class_histogram", "pitch_class_kl", "pctm", "pctm_cosine",
+__all__ = ["note_density", "mean_ioi", "pitch_class_histogram", "pitch_class_kl", "pctm", "pctm_legato", "pctm_cosine",
            "polyphony_rate", "mean_polyphony", "distinct_chords", "rich_chord_share", "chroma", "chroma_r",
            "chroma_ssm", "ssm_correlation", "bass_presence", "median_pitch", "estimate_key", "same_key",
            "melody_kept", "onset_groups", "pulse_clarity", "summary"]
@@ -122,6 +122,22 @@ def pctm(notes: Notes) -> np.ndarray:
     if len(pc) > 1:
         np.add.at(m, (pc[:-1], pc[1:]), 1.0)
         m /= m.sum()
+    return m
+
+
+def pctm_legato(notes: Notes, thresh_ms: int = 50) -> np.ndarray:
+    """[12, 12] pitch-class transitions by ImprovNet's rule (pretty_midi's transition matrix): every
+    pair of notes where one ends within `thresh_ms` of the other's start, normalised to sum 1. Pass
+    it to `pctm_cosine` to compare with ImprovNet's published figures."""
+    m = np.zeros((12, 12))
+    if len(notes) > 1:
+        start = notes.onset_ms.astype(np.int64)
+        end = start + notes.dur_ms
+        src, dst = np.nonzero(np.abs(end[:, None] - start[None, :]) < thresh_ms)
+        pc = notes.pitch.astype(np.int64) % 12
+        np.add.at(m, (pc[src], pc[dst]), 1.0)
+        if m.sum():
+            m /= m.sum()
     return m
 
 

@@ -223,10 +223,11 @@ def compare_section(real: Notes, gen: Notes, context: Notes, seconds: float, yar
     what copying the context would get."""
     key = mt.estimate_key(context)
     ref = {} if yardstick is None else {"real_pctm_cosine": mt.pctm_cosine(real, yardstick),
-                                        "real_pitch_class_kl": mt.pitch_class_kl(real, yardstick)}
+                                        "real_pitch_class_kl": mt.pitch_class_kl(real, yardstick),
+                                        **_improvnet_pitch(real, yardstick, "real_")}
     # Nothing generated has no pitch-class profile: the smoothed KL would score it as a flat one (well).
     return {"empty": not len(gen), "pctm_cosine": mt.pctm_cosine(real, gen),
-            "pitch_class_kl": mt.pitch_class_kl(real, gen) if len(gen) else None,
+            "pitch_class_kl": mt.pitch_class_kl(real, gen) if len(gen) else None, **_improvnet_pitch(real, gen),
             "notes_per_5s": mt.note_density(gen, seconds), "real_notes_per_5s": mt.note_density(real, seconds),
             "key_kept": bool(len(gen)) and mt.same_key(key, mt.estimate_key(gen)),
             "real_key_kept": bool(len(real)) and mt.same_key(key, mt.estimate_key(real)),
@@ -235,6 +236,13 @@ def compare_section(real: Notes, gen: Notes, context: Notes, seconds: float, yar
             "median_pitch_diff": abs(mt.median_pitch(gen) - mt.median_pitch(real)),
             "bass_presence": mt.bass_presence(gen), "real_bass_presence": mt.bass_presence(real),
             "pulse_clarity": mt.pulse_clarity(gen), "real_pulse_clarity": mt.pulse_clarity(real)} | ref
+
+
+def _improvnet_pitch(real: Notes, other: Notes, prefix: str = "") -> dict:
+    """PCTM cosine and pitch-class KL as ImprovNet computed them (pretty_midi's 50 ms legato
+    transitions; 1e-5 smoothing), so its published figures compare."""
+    return {f"{prefix}pctm_cosine_improvnet": mt.pctm_cosine(mt.pctm_legato(real), mt.pctm_legato(other)),
+            f"{prefix}pitch_class_kl_improvnet": mt.pitch_class_kl(real, other, eps=1e-5) if len(other) else None}
 
 
 def per_window_density(notes: Notes, t0: float, t1: float) -> list[float]:
