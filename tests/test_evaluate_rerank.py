@@ -163,27 +163,38 @@ def test_bad_candidate_counts_are_refused(pair, k):
 
 
 # ------------------------------------------------------------ the reranker
-def test_span_prefers_the_centred_window_and_follows_the_notes():
-    w = lambda n: tk.encode_segment(grid_piece(5, seed=n).slice(0, 4990))  # noqa: E731
-    empty = np.zeros(0, np.int64)
-    full = Piece([w(0)] * 6, 0)                                           # equal neighbours: centred
-    assert [rr.span_of(full, t) for t in range(6)] == [0, 0, 1, 2, 3, 3]
-    cont = Piece([w(0), w(1), w(2), w(3), empty, empty], 0)             # a continuation at window 4
-    assert rr.span_of(cont, 4) == 2
-    fill = Piece([w(0), w(0), empty, empty, w(0), w(0)], 0)            # an infill at 2 then 3
-    assert rr.span_of(fill, 2) == 0 and rr.span_of(fill, 3) == 3
-    assert rr.span_of(Piece([w(0), w(1)], 0), 1) == 0
+def test_a_candidate_is_judged_in_every_15_s_span_that_holds_it():
+    w = tk.encode_segment(grid_piece(5, seed=0).slice(0, 4990))
+    full = Piece([w] * 6, 0)
+    assert [rr.spans_of(full, t) for t in range(6)] == [[0], [0, 1], [0, 1, 2], [1, 2, 3], [2, 3], [3]]
+    assert rr.spans_of(Piece([w, w], 0), 1) == [0]
 
 
 def test_in_context_places_the_candidate_among_its_neighbours():
     piece = Piece.from_notes(grid_piece(20, seed=3), 0)
     cand = tk.encode_segment(Notes([0, 2500], [100, 100], [30, 31], [80, 80]))
-    ctx = rr.in_context(piece, 2, cand)
-    s = rr.span_of(piece, 2)
-    at = (2 - s) * tk.SEGMENT_MS
-    mine = ctx.select((ctx.onset_ms >= at) & (ctx.onset_ms < at + tk.SEGMENT_MS))
-    assert mine.pitch.tolist() == [30, 31] and mine.onset_ms.tolist() == [at, at + 2500]
-    assert len(ctx) == 2 + sum(len(piece.window_notes(i)) for i in range(s, s + 3) if i != 2)
+    for s in (0, 1):
+        ctx = rr.in_context(piece, 2, cand, s)
+        at = (2 - s) * tk.SEGMENT_MS
+        mine = ctx.select((ctx.onset_ms >= at) & (ctx.onset_ms < at + tk.SEGMENT_MS))
+        assert mine.pitch.tolist() == [30, 31] and mine.onset_ms.tolist() == [at, at + 2500]
+        assert len(ctx) == 2 + sum(len(piece.window_notes(i)) for i in range(s, s + 3) if i != 2)
+
+
+def test_the_scores_are_means_over_the_spans_the_classifier_can_judge():
+    from tatum.evaluate.classify import Classifier
+    from tatum.evaluate.features import encode_window
+
+    piece = Piece.from_notes(grid_piece(30, seed=5), 0)
+    piece.windows[4] = np.zeros(0, np.int64)                 # the span [3, 5] is judged, [4, 6] does not exist
+    cand = piece.windows[3]
+    clf = Classifier.load()
+    rows = [rr.in_context(piece, 3, cand, s) for s in rr.spans_of(piece, 3)]
+    p = clf.predict([encode_window(n.onset_ms, n.dur_ms, n.pitch, n.velocity) for n in rows])
+    terms = rr.Reranker({"jazz": 1.0}, classifier=clf).terms(piece, [3], [[cand]])[0]
+    assert len(rows) == 3
+    assert terms["random_like"][0] == pytest.approx(p["random"].mean())
+    assert terms["style"][0] == pytest.approx(p["genre"][:, clf.genres.index("jazz")].mean())
 
 
 def test_structure_agreement_is_highest_for_the_original_window():

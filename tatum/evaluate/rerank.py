@@ -7,10 +7,11 @@ The pass engine decodes each window K times in one batch and hands the candidate
     score = style · P(asked genre mix) + artist · P(asked pianist mix) − real · random_like
             + structure · SSM agreement with the original (improvise only)
 
-The classifier reads 15 s windows and a candidate is 5 s long, so each candidate is scored inside the
-three token windows around it (its neighbours as the piece stands when the pass began): the span
-that holds the most neighbouring notes, centred on the candidate where it can be, so a continuation
-is judged after its prompt and an infill between its two sides.
+The classifier reads 15 s windows and a candidate is 5 s long, so each candidate is scored in the
+context of its neighbours (as the piece stands when the pass began): the mean over every 15 s span of
+three token windows that holds it, as a piece's own score is the mean over its 15 s windows, so a
+continuation is judged after its prompt and an infill between its two sides. Spans too sparse to
+judge are left out, as `Classifier.score` leaves them out.
 """
 
 from __future__ import annotations
@@ -90,26 +91,35 @@ class Reranker:
 
     def terms(self, piece, targets: list[int], candidates: list[list[np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """Per target, each term per candidate: style, artist, random_like (and structure)."""
-        rows, few = [], []
+        rows, owner = [], []             # one classifier row per (candidate, span) that can be judged
+        count = 0
         for t, cands in zip(targets, candidates):
             for c in cands:
-                notes = in_context(piece, t, c)
-                rows.append(encode_window(notes.onset_ms, notes.dur_ms, notes.pitch, notes.velocity))
-                few.append(len(notes) < MIN_NOTES)
-        p = self.classifier.predict(rows) if rows else None
-        few = np.array(few, dtype=bool)
+                for s in spans_of(piece, t):
+                    notes = in_context(piece, t, c, s)
+                    if len(notes) >= MIN_NOTES:
+                        rows.append(encode_window(notes.onset_ms, notes.dur_ms, notes.pitch, notes.velocity))
+                        owner.append(count)
+                count += 1
+        p = self.classifier.predict(rows) if rows else {"random": np.zeros(0), "genre": np.zeros((0, 1)),
+                                                          "artist": np.zeros((0, 1))}
+        owner = np.array(owner, dtype=np.int64)
+        judged = np.bincount(owner, minlength=count)
+
+        def mean(values: np.ndarray, empty: float) -> np.ndarray:
+            # A candidate with no span to judge is taken as the least musical.
+            total = np.bincount(owner, weights=values, minlength=count)
+            return np.where(judged > 0, total / np.maximum(judged, 1), empty)
+
+        random_like = mean(p["random"], 1.0)
+        style = mean(p["genre"] @ self._genre, 0.0) if self._genre is not None and len(owner) else np.zeros(count)
+        artist = mean(p["artist"] @ self._artist, 0.0) if self._artist is not None and len(owner) else np.zeros(count)
         frames = None if self._orig is None else _frames([piece.window_notes(i) for i in range(len(piece))])
         out, k = [], 0
         for t, cands in zip(targets, candidates):
             s = slice(k, k + len(cands))
             k += len(cands)
-            # A span too sparse to judge is taken as the least musical (as the classifier leaves
-            # such windows out of a piece's score).
-            terms = {"random_like": np.where(few[s], 1.0, p["random"][s]),
-                     "style": np.where(few[s], 0.0, p["genre"][s] @ self._genre) if self._genre is not None
-                     else np.zeros(len(cands)),
-                     "artist": np.where(few[s], 0.0, p["artist"][s] @ self._artist) if self._artist is not None
-                     else np.zeros(len(cands))}
+            terms = {"random_like": random_like[s], "style": style[s], "artist": artist[s]}
             if frames is not None:
                 terms["structure"] = np.array([structure_agreement(self._orig, frames, t, tk.decode_segment(c))
                                                for c in cands])
@@ -125,21 +135,18 @@ def _mix_vector(mix: dict[str, float] | str | None, names: list[str]) -> np.ndar
     return v / v.sum() if v.sum() > 0 else None
 
 
-def span_of(piece, t: int) -> int:
-    """First token window of the classifier span around window t: of the spans of SPAN windows that
-    hold t, the one whose other windows have the most notes (the centred one on a tie)."""
+def spans_of(piece, t: int) -> list[int]:
+    """First token windows of the classifier spans (SPAN windows each, inside the piece) that hold
+    window t; a piece of SPAN windows or fewer is one span."""
     n = len(piece)
     if n <= SPAN:
-        return 0
-    firsts = sorted(range(max(0, t - SPAN + 1), min(t, n - SPAN) + 1), key=lambda s: abs(s - (t - 1)))
-    count = lambda s: sum(len(piece.windows[i]) for i in range(s, s + SPAN) if i != t)  # noqa: E731
-    return max(firsts, key=count)
+        return [0]
+    return list(range(max(0, t - SPAN + 1), min(t, n - SPAN) + 1))
 
 
-def in_context(piece, t: int, candidate: np.ndarray) -> Notes:
-    """The candidate's tokens in place of window t, with the neighbours of its classifier span;
-    times relative to the span's start."""
-    s = span_of(piece, t)
+def in_context(piece, t: int, candidate: np.ndarray, s: int) -> Notes:
+    """The candidate's tokens in place of window t, with the other windows of the classifier span
+    that starts at window s; times relative to the span's start."""
     parts = []
     for i in range(s, min(len(piece), s + SPAN)):
         seg = tk.decode_segment(candidate) if i == t else piece.window_notes(i)
