@@ -118,7 +118,10 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
             jam.abort_outputs()
             jam.close()
     try:
-        jam.save(out, stopped)
+        if jam.scheduler.started:          # (Ctrl-C while waiting for the DAW leaves nothing to save)
+            jam.save(out, stopped)
+        else:
+            jam.abort_outputs()
     finally:
         jam.close()
     summary = jam.scheduler.stats.summary()
