@@ -1,6 +1,6 @@
-"""Copy a trained checkpoint into models/ as a shipped model: fp16 weights, a fresh model card.
+"""Copy a trained checkpoint into tatum/models/ as a shipped model: fp16 weights, a fresh model card.
 
-    .venv/bin/python scripts/ship_model.py /work/train/small/best models/tatum-small ["status note"]
+    .venv/bin/python scripts/ship_model.py /work/train/small/best tatum/models/tatum-small ["status note"]
                                            [--init "what it started from"]
 
 The optional note goes into the model card under "Status"; --init replaces the training record's

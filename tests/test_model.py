@@ -455,7 +455,7 @@ def test_missing_or_garbled_weights_are_refused(saved, tmp_path):
 
 def test_default_model_is_the_shipped_small_one():
     if not (MODELS_DIR / "tatum-small" / "config.json").exists():
-        pytest.skip("models/tatum-small is not there yet")
+        pytest.skip("tatum/models/tatum-small is not there yet")
     model, tok = load_model()
     assert not model.training and model.cfg.vocab_size == tok.vocab_size
     assert model.cfg.d_model == PRESETS["small"]["d_model"]

@@ -1,7 +1,7 @@
 """Genre, pianist and real-music scores of a performance, from a shipped classifier folder.
 
 >>> from tatum.evaluate.classify import Classifier
->>> clf = Classifier.load()                       # models/tatum-classifier, cached
+>>> clf = Classifier.load()                       # tatum/models/tatum-classifier, cached
 >>> s = clf.score(Notes.from_midi("song.mid"))
 >>> s.genre["jazz"], s.artist["Art Tatum"], s.random_like   # means over 15 s windows
 
@@ -31,7 +31,7 @@ from tatum.notes import Notes
 
 ARCHITECTURE = "tatum-classifier"
 CLASSIFIER_VERSION = 1
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"   # inside the package, so a wheel carries them
 DEFAULT_CLASSIFIER = "tatum-classifier"
 
 

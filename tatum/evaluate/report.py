@@ -81,7 +81,7 @@ NOTES = {
                  "pieces; we count distinct pitch-class sets of ≥ 3 classes in the excerpt.",
 }
 COMMON_NOTE = ("Means ± standard deviation over pieces. Measures: `tatum.evaluate.metrics` and "
-               "`models/tatum-classifier` (means over 15 s windows).")
+               "`tatum/models/tatum-classifier` (means over 15 s windows).")
 SECTION_NOTE = ("ImprovNet's rule for the PCTM counts every pair of notes where one ends within 50 ms of the other's "
                 "start (pretty_midi), and its KL adds 1e-5 to each pitch class, so a pitch class the real music "
                 "plays and the generated never does costs up to 11.5 nats; our own rows count consecutive notes "

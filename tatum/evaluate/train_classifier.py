@@ -1,6 +1,6 @@
 """Train the genre / pianist / real-music classifier from prepared token shards.
 
-    python -m tatum.evaluate.train_classifier /work/train/shards -o models/tatum-classifier --minutes 30
+    python -m tatum.evaluate.train_classifier /work/train/shards -o tatum/models/tatum-classifier --minutes 30
 
 One network, three heads. Each step draws random 15 s windows of the train split (jazz pieces more
 often, as the pianist head learns only from them; the genre loss is reweighted so the genre

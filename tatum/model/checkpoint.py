@@ -21,7 +21,7 @@ from tatum.model.transformer import Seq2Seq
 from tatum.tokenizer import FORMAT_VERSION, Tokenizer
 
 CHECKPOINT_VERSION = 1
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"   # inside the package, so a wheel carries them
 DEFAULT_MODEL = "tatum-small"
 ARCHITECTURES = {"tatum-seq2seq": (Seq2Seq, ModelConfig), "tatum-notelm": (NoteLM, NoteLMConfig)}
 
