@@ -311,13 +311,15 @@ def test_a_style_change_redraws_the_rest_of_the_current_window_only(model):
 def test_respond_listens_while_the_player_plays_and_answers_after_a_pause(model):
     stream = Stream(model, TOK, mode="respond", gap_ms=500)
 
-    def player(i, state):     # a phrase in chunks 1-3, then silence
-        t = state.played_ms if state else 0
+    def player(_, state):     # a phrase in the jam's chunks 1-3, then silence
+        t, i = (state.played_ms, state.chunk_index) if state else (0, 0)
         return Notes([t + 100, t + 400], [250, 250], [72, 76], [90, 90]) if 1 <= i <= 3 else None
 
-    chunks, state = jam(stream, 9, chunk_s=0.5, live=player)
-    assert all(len(c) == 0 for c in chunks[1:4])
-    assert state.live and sum(len(c) for c in chunks[5:]) > 0
+    chunks, state = jam(stream, 4, chunk_s=0.5, live=player)
+    assert all(len(c) == 0 for c in chunks[1:4])                      # listening
+    chunks, state = jam(stream, 12, chunk_s=0.5, live=player, state=state)
+    assert state.plan_ms >= 1900 + 500 or state.window > 0              # redrawn once the player paused
+    assert state.live and sum(len(c) for c in chunks) > 0                # and answered
 
 
 def test_accompany_plays_under_the_players_line(model):
@@ -397,3 +399,26 @@ def test_finetuning_a_notelm_on_one_pianist_with_lora_exports_a_plain_notelm(sha
     before, _ = load_model(base)
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before.state_dict()[k])]
     assert changed and all(k.endswith("weight") for k in changed)     # adapters merged into Linears only
+
+
+def test_decoding_stops_at_the_horizon_and_says_whether_the_window_ended(model):
+    rows = [Row(r.enc, until_step=120) for r in rows_for(grid_piece(20, 6))]
+    out = decode_rows(model, rows, Sampling(seed=2), null_id=TOK.null_style)
+    for r, ids in zip(rows, out):
+        check_row(ids)
+        assert np.all(ids[0::3] - tk.ONSET0 < 120)
+    full = [Row(r.enc) for r in rows]
+    decode_rows(model, full, Sampling(seed=2), null_id=TOK.null_style)
+    assert all(r.ended for r in full)           # a whole window ends with its end drawn
+
+
+def test_each_chunk_decodes_only_as_far_as_it_needs(model, monkeypatch):
+    import tatum.generate.stream as stream_mod
+
+    horizons = []
+    real = stream_mod.decode_rows
+    monkeypatch.setattr(stream_mod, "decode_rows", lambda m, rows, *a, **k: horizons.append(rows[0].until_step)
+                        or real(m, rows, *a, **k))
+    jam(Stream(model, TOK), 6, chunk_s=0.5)
+    assert horizons and max(horizons) <= (3000 + stream_mod.LOOKAHEAD_MS) // tk.GRID_MS
+    assert all(h <= tk.N_ONSET for h in horizons)

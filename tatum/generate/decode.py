@@ -25,6 +25,9 @@ class Row:
     played: np.ndarray | None = None   # the window's notes already played (tokens), kept as they are and
                                        # continued from (a style change inside a window, live input)
     from_step: int = 0                 # no new onset before this grid step (the present, in real time)
+    until_step: int | None = None      # stop at the first onset at or after this step (decode only
+                                       # what is needed soon; the rest of the window can follow later)
+    ended: bool = False                # set by decoding: the model ended the window (not the horizon)
 
 
 @dataclass
@@ -107,6 +110,9 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     tokens = start[None].repeat(len(encs), 1).to(device)
     if len(played[0]) or rows[0].from_step:
         grammar.resume(0, np.asarray(played[0], dtype=np.int64)[0::3] - tk.ONSET0, rows[0].from_step)
+    horizon = _horizons(rows)
+    for r in rows:
+        r.ended = False
     for _ in range(limit - len(played[0])):
         logits = model.decode_step(tokens, cache)
         k = len(alive)
@@ -114,9 +120,13 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
             logits = (1 + sampling.guidance) * logits[:k] - sampling.guidance * logits[k:]
         nxt = pick(grammar.adjust(logits), grammar.allowed(), sampling, gen)
         grammar.advance(nxt)
-        done = nxt == tk.EOS
-        for j, t in zip(alive.tolist(), nxt.tolist()):
-            if t != tk.EOS:
+        ended = nxt == tk.EOS
+        for j, e in zip(alive.tolist(), ended.tolist()):
+            rows[j].ended = rows[j].ended or e
+        is_onset = (nxt >= tk.ONSET0) & (nxt < tk.DUR0)
+        done = ended | (is_onset & ((nxt - tk.ONSET0) >= horizon[alive]))
+        for j, t, d in zip(alive.tolist(), nxt.tolist(), done.tolist()):
+            if not d:
                 out[j].append(t)
         if done.all():
             break
@@ -217,11 +227,17 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         return torch.cat([t, t]) if guided else t
 
     target_place = torch.full((B,), lay.TARGET_PLACE, dtype=torch.long, device=device)
+    horizon = _horizons(rows)
+    for r in rows:
+        r.ended = False
     for _ in range(limit):
         on = mixed(model.onset_logits(h))
         onset = pick(grammar.adjust(_full(on[:, 1:], tk.ONSET0, V, on[:, 0])), grammar.allowed(), sampling, gen)
         grammar.advance(onset)
-        done = onset == tk.EOS
+        ended = onset == tk.EOS
+        for j, e in zip(alive.tolist(), ended.tolist()):
+            rows[j].ended = rows[j].ended or e
+        done = ended | ((onset - tk.ONSET0) >= horizon[alive])
         if done.all():
             break
         if done.any():
@@ -244,6 +260,11 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         h = model.step(both(note).to(device), target_place, both(onset - tk.ONSET0).to(device), cache,
                        both(nxt).to(device))
     return [np.array(o, dtype=np.int64) for o in out]
+
+
+def _horizons(rows: list[Row]) -> torch.Tensor:
+    """Each row's `until_step` (beyond the window when it has none)."""
+    return torch.tensor([tk.N_ONSET + 1 if r.until_step is None else r.until_step for r in rows])
 
 
 def _with_played(row: Row) -> lay.Layout:

@@ -4,10 +4,11 @@
 
 `state=None` starts a jam. The state is explicit and serialisable (`State.to_dict` / `from_dict`): a
 jam can be saved and resumed exactly. Time runs in milliseconds from the jam's start, cut into the
-model's 5 s windows. A window is decoded in one go when a chunk first reaches it (continuation: the
-last ≈10 s as left context, nothing on the right), and chunks stream out of it as the clock passes.
-A change of conditioning takes effect inside the current window: the part already played stays as the
-decoder's prefix and the rest is redrawn. Live notes (the musician's) join the context, and in two
+model's 5 s windows. Each window is a continuation (the last ≈10 s as left context, nothing on the
+right) decoded only as far as the next chunk needs (`LOOKAHEAD_MS` beyond its end) and extended call
+by call, the notes already decided kept as the decoder's prefix: the work per call follows the chunk's
+length, not the window's. A change of conditioning takes effect inside the current window: the part
+already played stays as the prefix and the rest is redrawn under the new conditioning. Live notes (the musician's) join the context, and in two
 modes shape what the engine plays:
 
 - `respond` (call and response): while the player plays, the engine listens (plays nothing); once the
@@ -36,6 +37,7 @@ from tatum.notes import Notes
 
 W = tk.SEGMENT_MS
 CONTEXT_WINDOWS = 2          # ≈ 10 s of context
+LOOKAHEAD_MS = 500           # each call decodes this far past the end of its chunk
 MODES = ("solo", "respond", "accompany")
 
 
@@ -50,6 +52,7 @@ class State:
     plan: list[list[int]] = field(default_factory=list)   # its engine notes, times within the window
     plan_key: str = ""                               # the conditioning it was drawn under
     plan_ms: int = 0                                 # and when
+    plan_until: int = 0                              # ms within the window it is complete up to (W: all)
     history: list[list[int]] = field(default_factory=list)  # engine notes played (absolute times)
     live: list[list[int]] = field(default_factory=list)     # the player's notes (absolute times)
     last_live_ms: int = -10**9                       # when the player last started a note
@@ -119,7 +122,7 @@ class Stream:
         out = []
         for w in range(start // W, (end - 1) // W + 1):
             lo, hi = max(start, w * W), min(end, (w + 1) * W)
-            self._plan(state, w, lo, conditioning, sampling)
+            self._plan(state, w, lo, min(hi + LOOKAHEAD_MS, (w + 1) * W), conditioning, sampling)
             plan = _notes(state.plan).shift(w * W)
             out.append(plan.select((plan.onset_ms >= lo) & (plan.onset_ms < hi)))
         chunk = self._filter(state, Notes.merge(out), start, end)
@@ -129,19 +132,35 @@ class Stream:
         return chunk, state
 
     # ------------------------------------------------------------- planning
-    def _plan(self, state: State, w: int, now: int, cond: Conditioning, sampling: Sampling) -> None:
-        """Make sure window `w` is planned under `cond` from `now` on: drawn afresh when the clock
-        enters it, redrawn from `now` when the conditioning changed or the player played since."""
+    def _plan(self, state: State, w: int, now: int, need: int, cond: Conditioning, sampling: Sampling) -> None:
+        """Make sure window `w` is planned under `cond` from `now` up to `need` (jam ms): drawn afresh
+        when the clock enters it, redrawn from `now` when the conditioning changed or the player
+        played since, extended when the plan stops short."""
         key = _key(cond)
         heard = any(r[0] >= state.plan_ms and w * W <= r[0] < now for r in state.live)
         answering = self.mode == "accompany" or (self.mode == "respond" and state.last_live_ms <= now - self.gap_ms)
-        if state.window == w and state.plan_key == key and not (heard and answering):
+        same = state.window == w and state.plan_key == key and not (heard and answering)
+        if same and state.plan_until >= need - w * W:
             return
         played = Notes.merge([_notes(state.history), _notes(state.live)])
-        prefix = tk.encode_segment(played.select((played.onset_ms >= w * W) & (played.onset_ms < now)).shift(-w * W))
+        before = played.select((played.onset_ms >= w * W) & (played.onset_ms < now)).shift(-w * W)
+        kept = _notes(state.plan).select(_notes(state.plan).onset_ms >= now - w * W) if same else Notes.empty()
+        start = state.plan_until if same else now - w * W
+        prefix = tk.encode_segment(Notes.merge([before, kept]))
+        ids, ended = self._decode(state, w, played, prefix, start, need - w * W, cond, sampling)
+        new = tk.decode_segment(ids[len(prefix):])
+        state.plan = _rows(Notes.merge([kept, new]))
+        state.plan_until = W if ended else need - w * W
+        if not same:
+            state.window, state.plan_key, state.plan_ms = w, key, now
+
+    def _decode(self, state: State, w: int, played: Notes, prefix: np.ndarray, from_ms: int, until_ms: int,
+                cond: Conditioning, sampling: Sampling) -> tuple[np.ndarray, bool]:
+        """Window `w` continued after `prefix` from `from_ms` up to `until_ms` (ms in the window): its
+        tokens (prefix included) and whether the model ended the window."""
         left = [_window_tokens(played, k) for k in range(max(0, w - self.context_windows), w)]
-        before = played.select((played.onset_ms >= (w - 1) * W) & (played.onset_ms < w * W)).shift(-(w - 1) * W)
-        style_ids, style = cond.tokens(self.tok, before)
+        last = played.select((played.onset_ms >= (w - 1) * W) & (played.onset_ms < w * W)).shift(-(w - 1) * W)
+        style_ids, style = cond.tokens(self.tok, last)
         mask = np.array([tk.MASK])
         if isinstance(self.model, NoteLM):
             enc = layout.build(style_ids, self.tok.corruption_id("whole_mask"), mask, left, [], None,
@@ -151,11 +170,10 @@ class Stream:
             enc = build_encoder_input(self.tok, style_ids, left, "whole_mask", mask, [],
                                       self.model.cfg.max_enc_len)
         gen = sampling.generator(salt=state.chunk_index * 7919 + w)
-        row = Row(enc, played=prefix, from_step=(now - w * W) // tk.GRID_MS)
+        row = Row(enc, played=prefix, from_step=-(-from_ms // tk.GRID_MS), until_step=-(-until_ms // tk.GRID_MS))
         ids = decode_rows(self.model, [row], sampling, style, self.tok.null_style, gen,
                           any_controls=(self.tok.density_id(None), self.tok.polyphony_id(None)))[0]
-        state.window, state.plan_key, state.plan_ms = w, key, now
-        state.plan = _rows(tk.decode_segment(ids[len(prefix):]))
+        return ids, row.ended
 
     # ------------------------------------------------------------- live input
     def _filter(self, state: State, chunk: Notes, start: int, end: int) -> Notes:
