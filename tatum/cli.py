@@ -266,7 +266,7 @@ def improvise_cmd(
     with _Run(inp, out_path, force, png, len(steps), "improvising", wav) as run:
         if first is not None:
             run.notes = run.notes.slice(0, first * 1000, clip=True)
-        result = improvise(run.notes, _style_arg(style), _style_arg(artist), plan, rate=rate, passes=passes,
+        result = improvise(run.notes, plan, style=_style_arg(style), artist=_style_arg(artist), rate=rate, passes=passes,
                            corruption=corruption, context=(context, context), keep_first_s=keep_first,
                            preserve_structure=preserve_structure, temperature=temperature, top_k=top_k,
                            top_p=top_p, guidance=guidance, density=_controls(density),
@@ -303,7 +303,7 @@ def harmonize_cmd(
     with _Run(inp, out_path, force, png, passes, "harmonizing", wav) as run:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = harmonize(run.notes, _style_arg(style), _style_arg(artist), passes=passes,
+            result = harmonize(run.notes, style=_style_arg(style), artist=_style_arg(artist), passes=passes,
                                chord_size=chord_size, chord_gap_ms=chord_gap, polyphony=_controls(polyphony),
                                temperature=temperature, top_k=top_k, guidance=guidance, seed=seed, model=model,
                                on_pass=run.on_pass)
@@ -338,7 +338,7 @@ def continue_cmd(
     from tatum.generate.tasks import continue_
 
     with _Run(inp, out_path, force, png, math.ceil(seconds / 5), "continuing", wav) as run:
-        result = continue_(run.notes, seconds, _style_arg(style), _style_arg(artist), prompt_seconds=prompt_seconds,
+        result = continue_(run.notes, seconds, style=_style_arg(style), artist=_style_arg(artist), prompt_seconds=prompt_seconds,
                            temperature=temperature, top_k=top_k, guidance=guidance, density=_controls(density),
                            polyphony=_controls(polyphony), seed=seed, model=model, candidates=candidates,
                            on_pass=run.on_pass)
@@ -370,7 +370,7 @@ def infill_cmd(
     from tatum.generate.tasks import infill
 
     with _Run(inp, out_path, force, png, max(1, math.ceil((end - start) / 5)), "infilling", wav) as run:
-        result = infill(run.notes, start, end, _style_arg(style), _style_arg(artist), temperature=temperature,
+        result = infill(run.notes, start, end, style=_style_arg(style), artist=_style_arg(artist), temperature=temperature,
                         top_k=top_k, guidance=guidance, seed=seed, model=model, candidates=candidates,
                         on_pass=run.on_pass)
     run.write(result)

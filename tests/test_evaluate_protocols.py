@@ -229,7 +229,7 @@ def test_cli_evaluate_writes_the_folder_and_prints_the_table(folder, ckpt, tmp_p
     (("--task", "harmonize", "--candidates", "4"), "harmonize decodes one candidate"),
     (("--task", "continuation", "--data", "pijama:val", "--data-root", "/nonexistent"), "no data folder"),
     (("--task", "continuation", "--model", "/nonexistent/model"), "/nonexistent/model"),
-    (("--task", "continuation", "--artist", "Nobody At All"), "unknown artist 'Nobody At All'"),
+    (("--task", "continuation", "--artist", "Nobody At All"), "unknown pianist 'Nobody At All'"),
 ])
 def test_cli_evaluate_mistakes_are_one_line(folder, args, match, tmp_path):
     r = _cli("evaluate", "--data", f"{folder}:val", "--out", tmp_path / "x", *args)

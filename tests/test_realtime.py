@@ -41,7 +41,7 @@ def test_controls_are_checked_and_mapped_to_conditioning_and_sampling():
     assert cond.genre == {"jazz": 0.7, "classical": 0.3} and cond.artist == {"Art Tatum": 1.0}
     assert cond.density == 5 and samp.temperature == 1.2 and samp.top_k == 40 and samp.seed == 3
     assert c.label() == "jazz .70 classical .30 · Art Tatum"
-    bad = [({"temperature": "hot"}, "temperature must be a number"), ({"temperature": 9}, "0.05–3"),
+    bad = [({"temperature": "hot"}, "temperature must be a number"), ({"temperature": 9}, "0–3"),
            ({"top_k": 2.5}, "whole number"), ({"density": 8}, "0–7"), ({"genre": "polka"}, "unknown style"),
            ({"genre": {"jazz": 0}}, "not all be zero"), ({"artist": "Nobody"}, "unknown pianist"),
            ({"volume": 3}, "unknown control"), ({"guidance": float("nan")}, "number"), ([], "object")]

@@ -36,14 +36,15 @@ def planned_outputs(inp: str | os.PathLike | None, out_dir: str | os.PathLike,
     return {k: Path(out_dir) / OUTPUTS[k] for k in names}
 
 
-def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style="jazz", artist=None, *,
+def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=None, artist=None, *,
              from_prompt: str | None = None, prompt_seconds: float = 20.0, first_s: float | None = None,
              plan: str = "improvnet", seed: int | None = None, force: bool = False,
              soundfont: str | os.PathLike | None = None, on_stage: OnStage | None = None,
              **improvise_kw) -> PipelineResult:
     """Run the whole workflow and write its files into `out_dir`; nothing there is replaced unless
     `force`. `inp` is an audio file or a MIDI file; with `from_prompt`, Magenta RealTime makes the
-    audio and `inp` is None."""
+    audio and `inp` is None. `style`, `artist`, `seed` and `improvise_kw` go to `improvise` (None: its
+    defaults)."""
     from tatum.audio.render import find_soundfont, write_wav
     from tatum.audio.transcribe import transcribe
     from tatum.generate.tasks import improvise
@@ -87,7 +88,8 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style="j
 
     steps = _n_passes(plan, improvise_kw)
     stage("improvise", 0, steps)
-    result = improvise(source, style, artist, plan, seed=seed,
+    given = {k: v for k, v in (("style", style), ("artist", artist), ("seed", seed)) if v is not None}
+    result = improvise(source, plan, **given,
                        on_pass=lambda k, n: stage("improvise", k + 1, steps), **improvise_kw)
     result.to_midi(files["improvisation"])
 

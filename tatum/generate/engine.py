@@ -19,6 +19,7 @@ from tatum.data.examples import build_encoder_input, join_windows
 from tatum.errors import TatumError
 from tatum.generate.decode import Row, Style, decode_rows
 from tatum.generate.sampling import Sampling
+from tatum.options import Conditioning  # noqa: F401  (declared with the other options; imported from here too)
 from tatum.model.notelm import NoteLM
 from tatum.model.transformer import Seq2Seq
 from tatum.notes import Notes, TempoMap
@@ -69,31 +70,6 @@ class Piece:
 
     def __len__(self) -> int:
         return len(self.windows)
-
-
-@dataclass
-class Conditioning:
-    """Style and controls for every window: mixtures of genres and pianists, density and polyphony
-    buckets (None = ANY, "source" = the bucket of the window being rewritten)."""
-
-    genre: dict[str, float] | None = None
-    artist: dict[str, float] | None = None
-    density: int | str | None = None
-    polyphony: int | str | None = None
-
-    def tokens(self, tok: Tokenizer, source: Notes) -> tuple[tuple[int, int, int, int], Style]:
-        def single(mix, lookup):
-            if not mix:
-                return tok.null_style
-            return lookup(max(mix, key=mix.get))
-
-        genre = single(self.genre, tok.genre_id)
-        artist = single(self.artist, tok.artist_id)
-        dens = tk.density_bucket(len(source)) if self.density == "source" else self.density
-        poly = tk.polyphony_bucket(source) if self.polyphony == "source" else self.polyphony
-        style = Style(genre={tok.genre_id(g): w for g, w in self.genre.items()} if self.genre and len(self.genre) > 1 else None,
-                      artist={tok.artist_id(a): w for a, w in self.artist.items()} if self.artist and len(self.artist) > 1 else None)
-        return (genre, artist, tok.density_id(dens), tok.polyphony_id(poly)), style
 
 
 @dataclass

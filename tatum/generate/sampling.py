@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from tatum import tokenizer as tk
 from tatum.corruption import group_onsets
-
-
-@dataclass
-class Sampling:
-    """How tokens are drawn. `guidance` w mixes logits as (1+w)·cond − w·uncond (0 = off)."""
-
-    temperature: float = 1.0
-    top_k: int = 50
-    top_p: float = 1.0
-    guidance: float = 0.0
-    seed: int | None = None
-
-    def generator(self, salt: int = 0) -> torch.Generator:
-        g = torch.Generator()
-        seed = self.seed if self.seed is not None else secrets.randbelow(2**31)
-        g.manual_seed(seed * 1_000_003 + salt)
-        return g
+from tatum.options import Sampling  # noqa: F401  (declared with the other options; imported from here too)
 
 
 MAX_GROUP = 10  # notes in one onset group (within chord_ms of its first onset)

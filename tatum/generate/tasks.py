@@ -12,10 +12,11 @@ import numpy as np
 from tatum import tokenizer as tk
 from tatum.corruption import group_onsets, skyline_notes
 from tatum.errors import TatumError
-from tatum.generate.engine import Conditioning, Engine, Pass, Piece, parse_plan, run_plan
-from tatum.generate.sampling import Sampling
+from tatum.generate.engine import Engine, Pass, Piece, parse_plan, run_plan
+from tatum.generate.splice import restore
 from tatum.generate.structure import preserved_segments
 from tatum.notes import Notes
+from tatum.options import Conditioning, Sampling, resolve
 
 StyleArg = str | dict[str, float] | None
 _MODELS: dict[str, tuple] = {}
@@ -35,7 +36,7 @@ def get_model(model=None, artist: StyleArg = None):
         return model
     if model is None:
         main = max(artist, key=artist.get) if isinstance(artist, dict) else artist
-        model = TATUM_MODEL if main == "Art Tatum" and (MODELS_DIR / TATUM_MODEL / "config.json").exists() else None
+        model = TATUM_MODEL if str(main).casefold() == "art tatum" and (MODELS_DIR / TATUM_MODEL / "config.json").exists() else None
     key = str(model)
     if key not in _MODELS:
         _MODELS[key] = load_model(model)
@@ -43,23 +44,25 @@ def get_model(model=None, artist: StyleArg = None):
 
 
 def _mix(tok, value: StyleArg, kind: str) -> dict[str, float] | None:
-    if value is None:
-        return None
-    mix = {value: 1.0} if isinstance(value, str) else dict(value)
-    known = tok.genres if kind == "style" else tok.artists + ["other"]
-    for name, w in mix.items():
-        if name not in known:
-            raise TatumError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
-        if w < 0:
-            raise TatumError(f"{kind} weight for {name!r} must not be negative")
-    if sum(mix.values()) <= 0:
-        raise TatumError(f"{kind} weights must not all be zero")
-    return mix
+    """A style or artist mixture checked against `tok`'s vocabulary (kept for callers of the old name)."""
+    field = "genre" if kind == "style" else "artist"
+    return getattr(Conditioning(**{field: value}).for_vocabulary(tok.genres, tok.artists), field)
 
 
-def _engine(model, artist, sampling: Sampling, context: tuple[int, int]) -> Engine:
-    m, tok = get_model(model, artist)
-    return Engine(m, tok, sampling, context=context)
+def _engine(model, options: dict, verb: str, conditioning: Conditioning | None, sampling: Sampling | None,
+            context: tuple[int, int]) -> tuple[Engine, Conditioning]:
+    """The engine and the conditioning a task runs with: the options checked, the model chosen by
+    them (the Art Tatum model for Art Tatum), and the style and pianist names checked against that
+    model's vocabulary."""
+    cond, samp = resolve(verb, conditioning, sampling, **options)
+    m, tok = get_model(model, cond.artist)
+    return Engine(m, tok, samp, context=context), cond.for_vocabulary(tok.genres, tok.artists)
+
+
+def _at_least(value: float, lo: float, name: str, hi: float | None = None) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= lo and (hi is None or value <= hi)):
+        raise TatumError(f"{name} must be {lo:g}–{hi:g}, not {value!r}" if hi is not None
+                         else f"{name} must be {lo:g} or more, not {value!r}")
 
 
 def _rerank(eng: Engine, candidates: int, reranker, cond: Conditioning, original: list | None = None) -> None:
@@ -84,18 +87,18 @@ def _check_length(notes: Notes, what: str = "piece") -> None:
         raise TatumError(f"the {what} is {notes.duration_s:.1f} s long; tatum needs at least one 5 s window")
 
 
-def improvise(notes: Notes | str | os.PathLike, style: StyleArg = "jazz", artist: StyleArg = None,
-              plan: str = "improvnet", *, rate: float | None = None, passes: int | None = None,
+def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, conditioning: Conditioning | None = None,
+              sampling: Sampling | None = None, rate: float | None = None, passes: int | None = None,
               corruption: str | None = None, context: tuple[int, int] = (5, 5), keep_first_s: float = 10.0,
-              keep_last: bool = True, preserve_structure: float = 0.05, temperature: float = 1.0,
-              top_k: int = 50, top_p: float = 1.0, guidance: float = 0.0, density: int | str | None = None,
-              polyphony: int | str | None = None, seed: int | None = None, order: str = "parallel",
+              keep_last: bool = True, preserve_structure: float = 0.05, order: str = "parallel",
               keep_melody: bool = True, model=None, candidates: int = 1, reranker=None,
               on_pass: Callable[[int, int], None] | None = None,
-              on_notes: Callable[[int, Notes], None] | None = None) -> Notes:
+              on_notes: Callable[[int, Notes], None] | None = None, **options) -> Notes:
     """Re-play a piece in another style by corruption–refinement passes (ImprovNet's recipe by default).
 
-    `style` and `artist` are a name or a weighted mixture ({"jazz": .7, "classical": .3}). The first
+    What to play toward and how to draw are `conditioning` and `sampling` (tatum.options), or their
+    fields as keywords laid over them: `style` and `artist` (a name or a weighted mixture, {"jazz": .7,
+    "classical": .3}), `density`, `polyphony`, `temperature`, `top_k`, `top_p`, `guidance`, `seed`. The first
     `keep_first_s` seconds, the last window (`keep_last`) and the windows at the strongest novelty
     peaks (`preserve_structure`, a share of the windows) are left as they are. With `keep_melody`,
     skyline passes reharmonize the piece's own tune (kept on top) instead of reinventing it, so the
@@ -105,12 +108,18 @@ def improvise(notes: Notes | str | os.PathLike, style: StyleArg = "jazz", artist
     candidate likeliest in the asked style and manner, least random-like, and closest to the piece's
     own self-similarity (`tatum.evaluate.rerank`; `reranker` replaces that chooser). `on_notes(k,
     notes)` sees the whole piece after each pass.
+
+    Notes outside the rewritten windows, and notes a pass gave back as they were (the tune on top),
+    are the input's own notes, exactly (`tatum.generate.splice`).
     """
     notes = _notes(notes)
     _check_length(notes)
-    eng = _engine(model, artist, Sampling(temperature, top_k, top_p, guidance, seed), context)
-    cond = Conditioning(_mix(eng.tok, style, "style"), _mix(eng.tok, artist, "artist"), density, polyphony)
+    _at_least(keep_first_s, 0, "keep_first_s")
+    _at_least(preserve_structure, 0, "preserve_structure", 1)
+    if min(context) < 0:
+        raise TatumError(f"context must be 0 or more windows on each side, not {context}")
     steps = _plan(plan, rate, passes, corruption)
+    eng, cond = _engine(model, options, "improvise", conditioning, sampling, context)
     piece = Piece.from_notes(notes)
     n = len(piece)
     start = min(int(math.ceil(keep_first_s * 1000 / tk.SEGMENT_MS)), max(0, n - 2))
@@ -121,23 +130,25 @@ def improvise(notes: Notes | str | os.PathLike, style: StyleArg = "jazz", artist
         tunes = ((i, skyline_notes(piece.window_notes(i))) for i in range(n))
         melody = {i: tune for i, tune in tunes if len(tune)}
     _rerank(eng, candidates, reranker, cond, list(piece.windows))
-    run_plan(eng, piece, steps, cond, start=start, stop=stop, keep=keep, seed=_seed(seed), order=order,
-             melody=melody, on_pass=_passed(piece, on_pass, on_notes))
-    return piece.notes()
+    run_plan(eng, piece, steps, cond, start=start, stop=stop, keep=keep, seed=_seed(eng.sampling.seed),
+             order=order, melody=melody, on_pass=_passed(piece, notes, on_pass, on_notes))
+    return restore(notes, piece.notes(), piece.origin_ms)
 
 
-def _passed(piece: Piece, on_pass, on_notes) -> Callable[[int, int], None] | None:
+def _passed(piece: Piece, original: Notes, on_pass, on_notes) -> Callable[[int, int], None] | None:
     if on_notes is None:
         return on_pass
 
     def call(k: int, n: int) -> None:
         if on_pass is not None:
             on_pass(k, n)
-        on_notes(k, piece.notes())
+        on_notes(k, restore(original, piece.notes(), piece.origin_ms))
     return call
 
 
 def _plan(plan: str, rate: float | None, passes: int | None, corruption: str | None) -> list[Pass]:
+    if passes is not None and (int(passes) != passes or passes < 1):
+        raise TatumError(f"passes must be a whole number, 1 or more, not {passes}")
     if corruption is not None:
         steps = [Pass(corruption, 1.0 if rate is None else rate)] * (passes or 1)
     else:
@@ -153,12 +164,11 @@ def _seed(seed: int | None) -> int:
     return int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
 
 
-def harmonize(melody: Notes | str | os.PathLike, style: StyleArg = "jazz", artist: StyleArg = None, *,
-              passes: int = 5, context: tuple[int, int] = (5, 2), chord_size: int = 3, chord_gap_ms: int = 600,
-              polyphony: int | str | None = None, density: int | str | None = None, temperature: float = 1.0,
-              top_k: int = 50, top_p: float = 1.0, guidance: float = 0.0, seed: int | None = None,
-              strict: bool = False, model=None, on_pass: Callable[[int, int], None] | None = None,
-              on_notes: Callable[[int, Notes], None] | None = None) -> Notes:
+def harmonize(melody: Notes | str | os.PathLike, *, passes: int = 5, context: tuple[int, int] = (5, 2),
+              chord_size: int = 3, chord_gap_ms: int = 600, strict: bool = False,
+              conditioning: Conditioning | None = None, sampling: Sampling | None = None, model=None,
+              on_pass: Callable[[int, int], None] | None = None,
+              on_notes: Callable[[int, Notes], None] | None = None, **options) -> Notes:
     """Put chords and accompaniment under a monophonic melody (skyline passes with the chord rule).
 
     A melody with chords is reduced to its top line with a warning (an error with `strict`).
@@ -166,40 +176,42 @@ def harmonize(melody: Notes | str | os.PathLike, style: StyleArg = "jazz", artis
     long, as a pianist comps on the beat and lets passing notes pass; 0 forces one under every melody
     note, a wall of notes under a fast line (PiJAMA val skylines: 31 notes/s against the pianists' 7;
     600 ms: 19 notes/s, and the held chords keep the polyphony rate at 0.98 or more).
+    The options (`conditioning`, `sampling` or their fields as keywords) are as for `improvise`; the
+    melody's own notes come back exactly as given.
     """
     melody = _notes(melody)
     _check_length(melody, "melody")
     if chord_gap_ms < 0:
         raise TatumError("--chord-gap must be 0 or more milliseconds")
+    if not 1 <= chord_size <= 10:
+        raise TatumError(f"--chord-size must be 1–10 notes, not {chord_size}")
+    _plan("skyline", None, passes, None)
     groups = group_onsets(melody.onset_ms)
     if len(np.unique(groups)) < len(melody):
         if strict:
             raise TatumError("the melody has chords (notes starting together); give a single line")
         warnings.warn("the melody has chords; harmonizing its top line", stacklevel=2)
         melody = skyline_notes(melody)
-    eng = _engine(model, artist, Sampling(temperature, top_k, top_p, guidance, seed), context)
-    cond = Conditioning(_mix(eng.tok, style, "style"), _mix(eng.tok, artist, "artist"), density, polyphony)
+    eng, cond = _engine(model, options, "harmonize", conditioning, sampling, context)
     eng.chord_size, eng.chord_gap_ms = chord_size, chord_gap_ms
     piece = Piece.from_notes(melody)
     # Every pass shows the model the melody itself as the skyline of each window, and after every
     # pass the melody is laid back on top, so the context of the next pass carries the tune.
     lines = {i: piece.window_notes(i) for i in range(len(piece))}
-    s = _seed(seed)
+    s = _seed(eng.sampling.seed)
     for k in range(passes):
         run_plan(eng, piece, [Pass("skyline", 1.0)], cond, seed=s + k, harmonize=True, melody=lines)
         if on_pass is not None:
             on_pass(k, len(piece))
         if on_notes is not None:
-            on_notes(k, piece.notes())
-    return piece.notes()
+            on_notes(k, restore(melody, piece.notes(), piece.origin_ms))
+    return restore(melody, piece.notes(), piece.origin_ms)
 
 
-def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: StyleArg = "jazz",
-              artist: StyleArg = None, *, prompt_seconds: float | None = None, context: int = 5,
-              temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0, guidance: float = 2.0,
-              density: int | str | None = "source", polyphony: int | str | None = "source",
-              seed: int | None = None, model=None, candidates: int = 1, reranker=None,
-              on_pass: Callable[[int, int], None] | None = None) -> Notes:
+def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, *, prompt_seconds: float | None = None,
+              context: int = 5, conditioning: Conditioning | None = None, sampling: Sampling | None = None,
+              model=None, candidates: int = 1, reranker=None, on_pass: Callable[[int, int], None] | None = None,
+              **options) -> Notes:
     """The prompt followed by `seconds` of new music, one 5 s window at a time.
 
     `density` and `polyphony` default to the buckets of the prompt's last window ("source"), so the
@@ -208,13 +220,18 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: S
     model plays about 1.3 density buckets away from the one asked for, with it about 0.7.
     With `candidates` K > 1 each window is decoded K times and the classifiers keep the one likeliest
     in the asked style and manner and least random-like, judged after the music before it.
+    The prompt comes back exactly as given (to its end).
     """
     prompt = _notes(prompt)
+    _at_least(seconds, 0.01, "seconds", 3600)
     if prompt_seconds is not None:
+        _at_least(prompt_seconds, 0.01, "prompt_seconds")
+        length = math.ceil(prompt.end_ms / 100) / 10
+        if prompt_seconds > length:
+            raise TatumError(f"prompt_seconds {prompt_seconds:g} is past the end of the piece ({length:g} s)")
         prompt = prompt.slice(0, prompt_seconds * 1000, clip=True)
     _check_length(prompt, "prompt")
-    if seconds <= 0:
-        raise TatumError("--seconds must be positive")
+    original = prompt
     end = int(prompt_seconds * 1000) if prompt_seconds is not None else prompt.end_ms
     # A note within half a grid step of the end would round into the first new window.
     late = prompt.onset_ms > end - tk.GRID_MS
@@ -229,35 +246,38 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, style: S
     n_new = math.ceil(seconds * 1000 / tk.SEGMENT_MS)
     while len(piece.windows) < first_new + n_new:
         piece.windows.append(np.zeros(0, dtype=np.int64))
-    eng = _engine(model, artist, Sampling(temperature, top_k, top_p, guidance, seed), (context, 0))
+    _at_least(context, 0, "context")
+    eng, cond = _engine(model, options, "continue", conditioning, sampling, (context, 0))
     # "source" here means the prompt: the new windows are empty, so take the buckets of its last
     # window that has notes (none: let the model choose).
     last = next((w for w in map(piece.window_notes, range(first_new - 1, -1, -1)) if len(w)), None)
-    if density == "source":
-        density = None if last is None else tk.density_bucket(len(last))
-    if polyphony == "source":
-        polyphony = None if last is None else tk.polyphony_bucket(last)
-    cond = Conditioning(_mix(eng.tok, style, "style"), _mix(eng.tok, artist, "artist"), density, polyphony)
+    if cond.density == "source":
+        cond = cond.replace(density=None if last is None else tk.density_bucket(len(last)))
+    if cond.polyphony == "source":
+        cond = cond.replace(polyphony=None if last is None else tk.polyphony_bucket(last))
     _rerank(eng, candidates, reranker, cond)
-    s = _seed(seed)
+    s = _seed(eng.sampling.seed)
     for k, i in enumerate(range(first_new, first_new + n_new)):
         eng.run_pass(piece, Pass("whole_mask"), cond, [i], seed=s + k, right_context={i: []})
         if on_pass is not None:
             on_pass(k, 1)
-    return piece.notes().slice(-10**9, end + seconds * 1000, clip=True)
+    return restore(original, piece.notes(), piece.origin_ms).slice(-10**9, end + seconds * 1000, clip=True)
 
 
-def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, style: StyleArg = "jazz",
-           artist: StyleArg = None, *, context: int = 5, temperature: float = 1.0, top_k: int = 50,
-           top_p: float = 1.0, guidance: float = 0.0, density: int | str | None = None,
-           polyphony: int | str | None = None, seed: int | None = None, model=None, candidates: int = 1,
-           reranker=None, on_pass: Callable[[int, int], None] | None = None) -> Notes:
+def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, *, context: int = 5,
+           conditioning: Conditioning | None = None, sampling: Sampling | None = None, model=None,
+           candidates: int = 1, reranker=None, on_pass: Callable[[int, int], None] | None = None,
+           **options) -> Notes:
     """Replace the music between `start_s` and `end_s` with new music that joins both sides.
 
     With `candidates` K > 1 each window is decoded K times and the classifiers keep the one likeliest
-    in the asked style and manner and least random-like, judged between its neighbours."""
+    in the asked style and manner and least random-like, judged between its neighbours. The options
+    are as for `improvise`; the music outside the range comes back exactly as given."""
     notes = _notes(notes)
     _check_length(notes)
+    _at_least(context, 0, "context")
+    if not (math.isfinite(start_s) and math.isfinite(end_s)):
+        raise TatumError(f"infill range {start_s}–{end_s} s is not a range of seconds")
     start, end = int(start_s * 1000), int(end_s * 1000)
     if not (0 <= start < end):
         raise TatumError(f"infill range {start_s}–{end_s} s is empty or negative")
@@ -272,10 +292,9 @@ def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, style
     g1 = math.ceil((end - origin) / tk.SEGMENT_MS)
     while len(piece.windows) < g1:
         piece.windows.append(np.zeros(0, dtype=np.int64))
-    eng = _engine(model, artist, Sampling(temperature, top_k, top_p, guidance, seed), (context, context))
-    cond = Conditioning(_mix(eng.tok, style, "style"), _mix(eng.tok, artist, "artist"), density, polyphony)
+    eng, cond = _engine(model, options, "infill", conditioning, sampling, (context, context))
     _rerank(eng, candidates, reranker, cond)
-    s = _seed(seed)
+    s = _seed(eng.sampling.seed)
     for k, i in enumerate(range(g0, g1)):
         right = piece.windows[g1:g1 + context] if i == g1 - 1 else []
         eng.run_pass(piece, Pass("whole_mask"), cond, [i], seed=s + k, right_context={i: right})
