@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tatum.io import atomic_output
 from tatum.notes import Notes
 
 
@@ -72,9 +73,7 @@ def piano_roll(path: str | os.PathLike, after: Notes, before: Notes | None = Non
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -26,7 +26,7 @@ from tatum import tokenizer as tk
 from tatum.data.examples import IGNORE, ExampleConfig, ExampleDataset, collate
 from tatum.data.shards import ShardSet
 from tatum.errors import TatumError
-from tatum.io import write_atomic
+from tatum.io import atomic_output, write_atomic
 from tatum.model.checkpoint import load_model, save_checkpoint
 from tatum.model.config import build_model, preset
 from tatum.model.lora import add_lora, merge_lora
@@ -224,9 +224,8 @@ def save_state(root: Path, step: int, model: Seq2Seq, opt, info: dict) -> None:
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     for name, data in ((f"{tag}.model.safetensors", {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}),
                        (f"{tag}.optim.safetensors", tensors)):
-        tmp = root / f".{name}.tmp"
-        save_file(data, str(tmp))
-        os.replace(tmp, root / name)
+        with atomic_output(root / name) as tmp:
+            save_file(data, str(tmp))
     write_atomic(root / "latest.json", json.dumps(info | {"step": step, "tag": tag, "optim": meta}))
     for p in root.glob("step-*.safetensors"):
         if not p.name.startswith(tag):
@@ -280,10 +279,9 @@ def plot_curves(log_path: Path, png: Path) -> None:
     ax.set_ylabel("train: nats per prediction; val: nats per target note")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_output(png) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, png)
 
 
 # ----------------------------------------------------------------------- model

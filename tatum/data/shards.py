@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tatum.errors import TatumError
-from tatum.io import write_atomic
+from tatum.io import atomic_output, write_atomic
 from tatum.tokenizer import Tokenizer
 
 INDEX_VERSION = 1
@@ -36,12 +36,10 @@ def file_sha256(path: Path) -> str:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
