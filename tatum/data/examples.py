@@ -19,7 +19,7 @@ import torch
 from tatum import layout
 from tatum import tokenizer as tk
 from tatum.corruption import corrupt
-from tatum.data.shards import Piece, ShardSet
+from tatum.data.shards import Entry, ShardSet
 from tatum.notes import Notes
 from tatum.tokenizer import Tokenizer
 
@@ -134,7 +134,7 @@ class ExampleDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, shards: ShardSet, split: str = "train", config: ExampleConfig | None = None,
-                 tokenizer: Tokenizer | None = None, seed: int = 0, pieces: list[Piece] | None = None):
+                 tokenizer: Tokenizer | None = None, seed: int = 0, pieces: list[Entry] | None = None):
         self.shards = shards
         self.config = config or ExampleConfig()
         self.tok = tokenizer or shards.tokenizer

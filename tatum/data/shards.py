@@ -43,8 +43,9 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
 
 
 @dataclass
-class Piece:
-    """One indexed performance and the location of its segments."""
+class Entry:
+    """One performance in a shard folder's index (its metadata) and where its windows lie. (The
+    generation engine's `Piece` is a performance being rewritten; this is a row of the index.)"""
 
     meta: dict
     shard: str
@@ -75,7 +76,7 @@ class ShardSet:
         self.index = index = load_index(self.root, missing_ok=False)
         self.tokenizer = Tokenizer.load(self.root / "vocab.json")
         self.shard_info: dict[str, dict] = index["shards"]
-        self.pieces = [Piece(p, p["shard"], p["seg_start"], p["n_segments"]) for p in index["pieces"]]
+        self.pieces = [Entry(p, p["shard"], p["seg_start"], p["n_segments"]) for p in index["pieces"]]
         self._tokens: dict[str, np.ndarray] = {}
         self._bounds: dict[str, np.ndarray] = {}
         if verify:
@@ -102,17 +103,17 @@ class ShardSet:
             self._tokens[name], self._bounds[name] = tokens, bounds
         return self._tokens[name], self._bounds[name]
 
-    def segments(self, piece: Piece) -> list[np.ndarray]:
+    def segments(self, piece: Entry) -> list[np.ndarray]:
         """The piece's windows as token arrays (views into the memory map)."""
         tokens, bounds = self._open(piece.shard)
         b = bounds[piece.seg_start: piece.seg_start + piece.n_segments + 1]
         return [tokens[b[i]: b[i + 1]] for i in range(piece.n_segments)]
 
-    def segment_lengths(self, piece: Piece) -> np.ndarray:
+    def segment_lengths(self, piece: Entry) -> np.ndarray:
         _, bounds = self._open(piece.shard)
         return np.diff(bounds[piece.seg_start: piece.seg_start + piece.n_segments + 1])
 
-    def split(self, name: str) -> list[Piece]:
+    def split(self, name: str) -> list[Entry]:
         return [p for p in self.pieces if p.split == name]
 
 
