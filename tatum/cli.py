@@ -14,19 +14,38 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tatum import options
+from tatum.cli_errors import Group, no_verb_help, one_line
+from tatum.cli_options import ADVANCED, MIDI, check_number, check_suffix, generation_options, opt, vocabulary_help
 from tatum.errors import TatumError
 
 app = typer.Typer(
     name="tatum",
+    cls=Group,
     help="Controllable piano improvisation on MIDI: re-play a piece as jazz, harmonize, continue, infill; "
-         "render and transcribe audio.",
+         "render and transcribe audio; jam live.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-data_app = typer.Typer(help="Prepare MIDI collections as training shards and inspect them.",
+data_app = typer.Typer(cls=Group, help="Prepare MIDI collections as training shards and inspect them.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+
+def _version(show: bool) -> None:
+    if show:
+        from tatum import __version__
+
+        typer.echo(f"tatum {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", is_eager=True,
+                                                callback=_version)] = False) -> None:
+    pass
 
 console = Console(stderr=True)
 out = Console()
@@ -128,37 +147,15 @@ def data_stats(
 
 
 # ------------------------------------------------------------------ generation
-def _style_arg(text: str | None) -> str | dict[str, float] | None:
-    """"jazz" or "jazz:0.7,classical:0.3" → a name or a weighted mixture."""
-    if text is None or ":" not in text:
-        return text
-    mix = {}
-    for part in text.split(","):
-        name, _, w = part.rpartition(":")
-        try:
-            mix[name.strip()] = float(w)
-        except ValueError:
-            raise TatumError(f"bad mixture {text!r}: write name:weight,name:weight") from None
-    return mix
-
-
-def _controls(value: str | None) -> int | str | None:
-    if value is None or value in ("any", "source"):
-        return None if value in (None, "any") else value
-    try:
-        return int(value)
-    except ValueError:
-        raise TatumError(f"a control is a bucket number, 'any' or 'source', not {value!r}") from None
-
-
 class _Run:
     """Input checks, a progress bar over passes, and the outputs every generation verb writes."""
 
     def __init__(self, inp: Path, out_path: Path, force: bool, png: Optional[Path], total: int, label: str,
                  wav: Optional[Path] = None):
         from tatum.io import check_writable
-        from tatum.notes import Notes
+        from tatum.notes import read_midi
 
+        check_outputs(out_path, png, wav)
         self.out = check_writable(out_path, force)
         self.png = check_writable(png, force) if png else None
         self.wav = check_writable(wav, force) if wav else None
@@ -168,7 +165,8 @@ class _Run:
             find_soundfont()  # say so before the generation, not after it
         if self.out.resolve() == Path(inp).resolve():
             raise TatumError("output would replace the input; choose another -o", out_path)
-        self.notes = Notes.from_midi(inp)
+        self.source = read_midi(inp)
+        self.notes = self.source.notes
         self.total, self.label = total, label
 
     def __enter__(self):
@@ -187,8 +185,12 @@ class _Run:
         if self.progress is not None:
             self.progress.__exit__(*exc)
 
-    def write(self, result, before=None) -> None:
-        result.to_midi(self.out)
+    def write(self, result, before=None, end_ms: int | None = None) -> None:
+        """The result over its source file (tatum.edit): untouched notes keep their ticks and tracks,
+        drums and other tracks come back on their own tracks, new notes go on track "tatum"."""
+        from tatum.edit import TRACK, write_edit
+
+        report = write_edit(self.source, result, self.out, end_ms=end_ms)
         msg = f"{len(result)} notes, {result.duration_s:.1f} s → {self.out}"
         if self.png:
             from tatum.plot import piano_roll
@@ -201,206 +203,230 @@ class _Run:
             write_wav(self.wav, result)
             msg += f", {self.wav}"
         console.print(msg, highlight=False, markup=False, soft_wrap=True)
+        if len(report.tracks) > 1 or report.drums:
+            names = ", ".join(f"{t} (drums)" if t in report.drums else t for t in report.tracks)
+            console.print(f"tracks kept as they were where untouched: {names}; new notes on track {TRACK!r}",
+                          highlight=False, markup=False, soft_wrap=True)
 
 
-_SAMPLING_HELP = "Sampling temperature (lower = safer, higher = wilder)."
-
-# Options every generation verb shares, defined once.
-Out = Annotated[Path, typer.Option("--out", "-o", help="MIDI file to write.")]
-Style = Annotated[str, typer.Option(help='Target style, or a mixture such as "jazz:0.7,classical:0.3".')]
-Artist = Annotated[Optional[str], typer.Option(help='Play in the manner of this pianist, e.g. "Art Tatum" (or a '
-                                               "mixture). Uses the Art Tatum model when present.")]
-Temperature = Annotated[float, typer.Option(help=_SAMPLING_HELP)]
-TopK = Annotated[int, typer.Option(help="Sample among the k likeliest tokens (0 = all).")]
-Guidance = Annotated[float, typer.Option(
-    help="Classifier-free guidance weight toward the style and the density/polyphony asked for "
-         "(0 = off; 2 makes --density clearly stronger, at about twice the decode work).")]
-Seed = Annotated[Optional[int], typer.Option(help="Make the run reproducible.")]
-Model = Annotated[Optional[str], typer.Option(help="Checkpoint folder or shipped name (default: tatum-small).")]
-Png = Annotated[Optional[Path], typer.Option(help="Also write a piano roll: original above, result below.")]
-Wav = Annotated[Optional[Path], typer.Option(help="Also render the result to a WAV (48 kHz stereo, FluidSynth).")]
-Force = Annotated[bool, typer.Option(help="Replace existing output files.")]
-Candidates = Annotated[int, typer.Option(help="Decode K candidates per window in one batch and keep the one the "
-                                         "classifiers score best for the style and pianist asked for (1 = off; "
-                                         "about K times the decode work).")]
+def check_outputs(out_path: Optional[Path], png: Optional[Path] = None, wav: Optional[Path] = None) -> None:
+    check_suffix(out_path, "-o", MIDI, "MIDI", "; --wav OUT.wav renders the sound")
+    check_suffix(png, "--png", (".png",), "a PNG picture")
+    check_suffix(wav, "--wav", (".wav",), "WAV audio")
 
 
-@app.command("improvise")
+# Options several verbs share, declared once (the sampling and conditioning ones: tatum/options.py).
+In = Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file to start from.", show_default=False)]
+Out = Annotated[Path, typer.Option("--out", "-o", metavar="OUT.mid", help="MIDI file to write.")]
+Model = Annotated[Optional[str], typer.Option(metavar="DIR", help="Model folder or shipped name.",
+                                              rich_help_panel=ADVANCED)]
+Png = Annotated[Optional[Path], typer.Option(metavar="OUT.png", help="Also a piano roll: before over after.")]
+Wav = Annotated[Optional[Path], typer.Option(metavar="OUT.wav", help="Also the sound (FluidSynth, 48 kHz).")]
+Force = Annotated[bool, typer.Option("--force", help="Replace existing output files.", metavar="")]
+Seconds = Annotated[Optional[float], typer.Option(metavar="S", help="Use only the first S seconds.")]
+Candidates = Annotated[int, typer.Option(metavar="K", help="Best of K drafts per window (K× work).",
+                                         rich_help_panel=ADVANCED, show_default=False)]
+Artist = Annotated[Optional[str], typer.Option(metavar="NAME", help=options.SPECS["artist"].help)]
+Plugin = Annotated[list[Path], typer.Option("--plugin", metavar="FILE.py", rich_help_panel=ADVANCED,
+                                            help="Python file registering corruptions.", show_default=False)]
+
+
+def _help(text: str) -> str:
+    """A verb's help: what it does, the styles and pianists it knows, an example."""
+    what, _, example = text.partition("\n\nExample: ")
+    return f"{what}\n\n{vocabulary_help()}\n\nExample: {example}"
+
+
+@app.command("improvise", help=_help(
+    "Re-play a piece in a style, in the manner of a pianist (ImprovNet's passes).\n\n"
+    "Example: tatum improvise song.mid -o jazz.mid --artist \"Art Tatum\" --png jazz.png"))
+@generation_options("improvise")
 def improvise_cmd(
-    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file to re-play.")],
+    inp: In,
     out_path: Out,
-    style: Style = "jazz",
-    artist: Artist = None,
-    plan: str = typer.Option("improvnet", help="Passes: improvnet (ImprovNet's ten), light, free, or "
-                             '"corruption:rate,..." e.g. "skyline:1,whole_mask:0.5".'),
-    corruption: Optional[str] = typer.Option(None, help="Use only this corruption for every pass."),
-    passes: Optional[int] = typer.Option(None, help="Number of passes (with --corruption, or cut the plan)."),
-    rate: Optional[float] = typer.Option(None, help="Share of windows rewritten per pass (overrides the plan)."),
-    context: int = typer.Option(5, help="Windows of context on each side."),
-    keep_first: float = typer.Option(10.0, "--keep-first", help="Seconds at the start left untouched."),
-    first: Optional[float] = typer.Option(None, help="Use only the first N seconds of the input."),
-    preserve_structure: float = typer.Option(0.05, help="Share of windows at section boundaries kept as is."),
-    keep_melody: bool = typer.Option(True, "--keep-melody/--free-melody",
-                                     help="Skyline passes reharmonize the piece's own tune (recognisable), "
-                                          "or reinvent it as ImprovNet does (freer)."),
-    temperature: Temperature = 1.0,
-    top_k: TopK = 50,
-    top_p: float = typer.Option(1.0, help="Sample among the likeliest tokens that make up this probability."),
-    guidance: Guidance = 0.0,
-    density: Optional[str] = typer.Option(None, help="Note-density bucket 0–7, 'source' or 'any' (default)."),
-    polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5, 'source' or 'any' (default)."),
-    seed: Seed = None,
-    model: Model = None,
-    candidates: Candidates = 1,
+    conditioning: options.Conditioning,
+    plan: str = opt("improvnet", "Passes: improvnet, light, free, skyline:1,…", metavar="PLAN", show=False),
+    first: Seconds = None,
+    sampling: options.Sampling = None,
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
+    keep_first: float = opt(10.0, "Seconds at the start left as is.", metavar="S", advanced=True),
+    free_melody: bool = opt(False, "Rewrite the tune too (ImprovNet).", "--free-melody", advanced=True),
+    preserve_structure: float = opt(0.05, "Share of windows kept at edges.", metavar="F", advanced=True),
+    context: int = opt(5, "Windows of context each side.", metavar="N", advanced=True),
+    corruption: Optional[str] = opt(None, "One corruption for every pass.", metavar="NAME", advanced=True),
+    passes: Optional[int] = opt(None, "Number of passes.", metavar="N", advanced=True),
+    rate: Optional[float] = opt(None, "Share of windows per pass.", metavar="F", advanced=True),
+    plugin: Plugin = [],
+    candidates: Candidates = 1,
+    model: Model = None,
 ):
-    """Re-play a piece as jazz (or another style), in the manner of a pianist.
-
-    Example: tatum improvise song.mid -o song-jazz.mid --artist "Art Tatum" --png song-jazz.png
-    """
     from tatum.generate.tasks import _plan, improvise
 
+    check_number("--first", first, above=0)
+    check_number("--keep-first", keep_first, 0)
+    check_number("--preserve-structure", preserve_structure, 0, 1)
+    check_number("--context", context, 0, 64)
+    check_number("--rate", rate, 0, 1)
+    check_number("--passes", passes, 1, 1000)
+    check_number("--candidates", candidates, 1, 64)
+    load_plugins(plugin)
     steps = _plan(plan, rate, passes, corruption)
     with _Run(inp, out_path, force, png, len(steps), "improvising", wav) as run:
         if first is not None:
-            run.notes = run.notes.slice(0, first * 1000, clip=True)
-        result = improvise(run.notes, plan, style=_style_arg(style), artist=_style_arg(artist), rate=rate, passes=passes,
-                           corruption=corruption, context=(context, context), keep_first_s=keep_first,
-                           preserve_structure=preserve_structure, temperature=temperature, top_k=top_k,
-                           top_p=top_p, guidance=guidance, density=_controls(density),
-                           polyphony=_controls(polyphony), seed=seed, keep_melody=keep_melody, model=model,
-                           candidates=candidates, on_pass=run.on_pass)
-    run.write(result)
+            run.notes = run.notes.slice(0, first * 1000)
+        result = improvise(run.notes, plan, conditioning=conditioning, sampling=sampling, rate=rate,
+                           passes=passes, corruption=corruption, context=(context, context),
+                           keep_first_s=keep_first, preserve_structure=preserve_structure,
+                           keep_melody=not free_melody, model=model, candidates=candidates, on_pass=run.on_pass)
+    run.write(result, end_ms=None if first is None else int(first * 1000))
 
 
-@app.command("harmonize")
+@app.command("harmonize", help=_help(
+    "Put chords and accompaniment under a melody (one line; chords are reduced to their top).\n\n"
+    "Example: tatum harmonize melody.mid -o harmonized.mid --style jazz"))
+@generation_options("harmonize")
 def harmonize_cmd(
-    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file with a melody (one line; chords are reduced to the top).")],
+    inp: In,
     out_path: Out,
-    style: Style = "jazz",
-    artist: Artist = None,
-    passes: int = typer.Option(5, help="Skyline passes."),
-    chord_size: int = typer.Option(3, help="Notes forced under each melody note (the chord rule)."),
-    chord_gap: int = typer.Option(600, help="Force chords only under melody notes at least this many ms apart, "
-                                            "held at least as long (0: a chord under every note)."),
-    polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5 to keep chords from getting too thick."),
-    temperature: Temperature = 1.0,
-    top_k: TopK = 50,
-    guidance: Guidance = 0.0,
-    seed: Seed = None,
-    model: Model = None,
+    conditioning: options.Conditioning,
+    passes: int = opt(5, "Skyline passes.", metavar="N"),
+    sampling: options.Sampling = None,
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
+    chord_size: int = opt(3, "Notes forced under a melody note.", metavar="N", advanced=True),
+    chord_gap: int = opt(600, "Chords under notes this far apart.", metavar="MS", advanced=True),
+    model: Model = None,
 ):
-    """Put chords and accompaniment under a melody."""
     import warnings
 
     from tatum.generate.tasks import harmonize
 
+    check_number("--passes", passes, 1, 1000)
+    check_number("--chord-size", chord_size, 1, 10)
+    check_number("--chord-gap", chord_gap, 0, 5000)
     with _Run(inp, out_path, force, png, passes, "harmonizing", wav) as run:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = harmonize(run.notes, style=_style_arg(style), artist=_style_arg(artist), passes=passes,
-                               chord_size=chord_size, chord_gap_ms=chord_gap, polyphony=_controls(polyphony),
-                               temperature=temperature, top_k=top_k, guidance=guidance, seed=seed, model=model,
-                               on_pass=run.on_pass)
+            result = harmonize(run.notes, passes=passes, chord_size=chord_size, chord_gap_ms=chord_gap,
+                               conditioning=conditioning, sampling=sampling, model=model, on_pass=run.on_pass)
     for w in caught:
         console.print(f"tatum: warning: {inp}: {w.message}", highlight=False, markup=False, soft_wrap=True)
     run.write(result)
 
 
-@app.command("continue")
+@app.command("continue", help=_help(
+    "Continue a piece: the prompt, then new music in its key, harmony and texture.\n\n"
+    "Example: tatum continue song.mid -o longer.mid --prompt-seconds 20 --seconds 15"))
+@generation_options("continue")
 def continue_cmd(
-    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file whose opening is the prompt.")],
+    inp: In,
     out_path: Out,
-    prompt_seconds: Optional[float] = typer.Option(None, help="Use the first N seconds as the prompt (default: all)."),
-    seconds: float = typer.Option(15.0, help="Seconds of new music."),
-    style: Style = "jazz",
-    artist: Artist = None,
-    temperature: Temperature = 1.0,
-    top_k: TopK = 50,
-    guidance: Guidance = 2.0,
-    density: str = typer.Option("source", help="Note-density bucket 0–7, 'any', or 'source': the prompt's."),
-    polyphony: str = typer.Option("source", help="Polyphony bucket 0–5, 'any', or 'source': the prompt's."),
-    seed: Seed = None,
-    model: Model = None,
-    candidates: Candidates = 1,
+    prompt_seconds: Optional[float] = opt(None, "The first S seconds are the prompt (all).", metavar="S"),
+    seconds: float = opt(15.0, "Seconds of new music.", metavar="S"),
+    conditioning: options.Conditioning = None,
+    sampling: options.Sampling = None,
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
+    candidates: Candidates = 1,
+    model: Model = None,
 ):
-    """Continue a piece: the prompt, then new music in its key, harmony and density."""
     import math
 
     from tatum.generate.tasks import continue_
 
+    check_number("--prompt-seconds", prompt_seconds, above=0)
+    check_number("--seconds", seconds, hi=3600, above=0)
+    check_number("--candidates", candidates, 1, 64)
     with _Run(inp, out_path, force, png, math.ceil(seconds / 5), "continuing", wav) as run:
-        result = continue_(run.notes, seconds, style=_style_arg(style), artist=_style_arg(artist), prompt_seconds=prompt_seconds,
-                           temperature=temperature, top_k=top_k, guidance=guidance, density=_controls(density),
-                           polyphony=_controls(polyphony), seed=seed, model=model, candidates=candidates,
-                           on_pass=run.on_pass)
+        end = run.notes.end_ms
+        if prompt_seconds is not None and prompt_seconds > math.ceil(end / 100) / 10:
+            raise TatumError(f"--prompt-seconds {prompt_seconds:g} is past the end of the piece "
+                             f"({math.ceil(end / 100) / 10:g} s)", inp)
+        result = continue_(run.notes, seconds, prompt_seconds=prompt_seconds, conditioning=conditioning,
+                           sampling=sampling, model=model, candidates=candidates, on_pass=run.on_pass)
     # the picture compares the continuation with its prompt, not with the whole input file
-    run.write(result, before=None if prompt_seconds is None else run.notes.slice(0, prompt_seconds * 1000, clip=True))
+    prompt = None if prompt_seconds is None else run.notes.slice(0, prompt_seconds * 1000, clip=True)
+    run.write(result, before=prompt, end_ms=result.end_ms)
 
 
-@app.command("infill")
+@app.command("infill", help=_help(
+    "Fill in a passage with new music that joins what comes before and after.\n\n"
+    "Example: tatum infill song.mid -o filled.mid --start 20 --end 40"))
+@generation_options("infill")
 def infill_cmd(
-    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file with a passage to replace.")],
+    inp: In,
     out_path: Out,
-    start: float = typer.Option(..., help="Start of the passage, seconds."),
-    end: float = typer.Option(..., help="End of the passage, seconds."),
-    style: Style = "jazz",
-    artist: Artist = None,
-    temperature: Temperature = 1.0,
-    top_k: TopK = 50,
-    guidance: Guidance = 0.0,
-    seed: Seed = None,
-    model: Model = None,
-    candidates: Candidates = 1,
+    start: float = opt(..., "Start of the passage, seconds.", metavar="S"),
+    end: float = opt(..., "End of the passage, seconds.", metavar="S"),
+    conditioning: options.Conditioning = None,
+    sampling: options.Sampling = None,
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
+    context: int = opt(5, "Windows of context each side.", metavar="N", advanced=True),
+    candidates: Candidates = 1,
+    model: Model = None,
 ):
-    """Fill in a passage with new music that joins what comes before and after."""
     import math
 
     from tatum.generate.tasks import infill
 
+    check_number("--start", start, 0)
+    check_number("--end", end, above=start)
+    check_number("--context", context, 0, 64)
+    check_number("--candidates", candidates, 1, 64)
     with _Run(inp, out_path, force, png, max(1, math.ceil((end - start) / 5)), "infilling", wav) as run:
-        result = infill(run.notes, start, end, style=_style_arg(style), artist=_style_arg(artist), temperature=temperature,
-                        top_k=top_k, guidance=guidance, seed=seed, model=model, candidates=candidates,
-                        on_pass=run.on_pass)
+        result = infill(run.notes, start, end, context=context, conditioning=conditioning, sampling=sampling,
+                        model=model, candidates=candidates, on_pass=run.on_pass)
     run.write(result)
 
 
+def load_plugins(files: list[Path]) -> None:
+    """Run the Python files that register corruptions of the user's own (tatum.corruption.register)."""
+    from tatum.corruption import load_plugin
+
+    for f in files:
+        load_plugin(f)
+
+
 # ----------------------------------------------------------------------- audio
+Soundfont = Annotated[Optional[Path], typer.Option(metavar="SF2", help="Soundfont (or $TATUM_SOUNDFONT).",
+                                                   rich_help_panel=ADVANCED)]
+Engine = Annotated[str, typer.Option(metavar="NAME", help="fluidsynth or magenta (Magenta RT 2).",
+                                     rich_help_panel=ADVANCED, show_default=False)]
+StyleText = Annotated[str, typer.Option(metavar="TEXT", help="magenta: the sound, in words.",
+                                        rich_help_panel=ADVANCED, show_default=False)]
+MrtSize = Annotated[str, typer.Option(metavar="SIZE", help="magenta: mrt2_small or mrt2_base.",
+                                      rich_help_panel=ADVANCED, show_default=False)]
+
+
 @app.command("render")
 def render_cmd(
-    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file to play.")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="WAV file to write (48 kHz, 16-bit stereo).")],
-    soundfont: Optional[Path] = typer.Option(None, help="SF2/SF3 soundfont (default: $TATUM_SOUNDFONT or the "
-                                             "system's General MIDI one, e.g. fluid-soundfont-gm)."),
-    sample_rate: int = typer.Option(48_000, help="Sample rate in Hz."),
-    engine: str = typer.Option("fluidsynth", help="fluidsynth (a General MIDI piano), or magenta: Magenta "
-                               "RealTime 2 plays the notes as audio in --style-text (needs magenta-rt and its weights)."),
-    style_text: str = typer.Option("1950s solo piano recording", help="magenta: the sound, in words."),
-    mrt_size: str = typer.Option("mrt2_small", help="magenta: model size, mrt2_small or mrt2_base."),
+    inp: Annotated[Path, typer.Argument(metavar="IN.mid", help="MIDI file to play.", show_default=False)],
+    out_path: Annotated[Path, typer.Option("--out", "-o", metavar="OUT.wav", help="WAV file to write (16-bit "
+                                           "stereo).")],
     force: Force = False,
+    soundfont: Soundfont = None,
+    sample_rate: int = opt(48_000, "Sample rate, 8000–192000 Hz.", metavar="HZ", advanced=True),
+    engine: Engine = "fluidsynth",
+    style_text: StyleText = "1950s solo piano recording",
+    mrt_size: MrtSize = "mrt2_small",
 ):
     """Play a MIDI file on a piano through FluidSynth into a WAV, sustain pedal included.
 
     Example: tatum render song-jazz.mid -o song-jazz.wav
-             tatum render song-jazz.mid -o song-jazz.wav --engine magenta --style-text "1950s solo piano recording"
     """
     from tatum.audio.render import find_soundfont, read_midi_for_render, write_wav
     from tatum.io import check_writable
 
+    check_suffix(out_path, "-o", (".wav",), "WAV audio")
     check_writable(out_path, force)
     if sample_rate < 8000 or sample_rate > 192_000:
-        raise TatumError(f"sample rate {sample_rate} Hz is outside 8000–192000")
+        raise TatumError(f"--sample-rate must be 8000–192000 Hz, not {sample_rate}")
     if engine not in ("fluidsynth", "magenta"):
         raise TatumError(f"unknown --engine {engine!r}; use fluidsynth or magenta")
     if engine == "magenta":
@@ -427,23 +453,29 @@ def render_cmd(
 
 @app.command("transcribe")
 def transcribe_cmd(
-    inp: Annotated[Path, typer.Argument(metavar="IN.wav", help="Piano recording: wav, flac, mp3, ogg or aiff.")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="MIDI file to write.")],
-    onset_threshold: float = typer.Option(0.6, help="How sure the model must be of an onset (0–1): higher "
-                                          "gives fewer, surer notes."),
-    frame_threshold: float = typer.Option(0.3, help="How long a note is held (0–1): lower holds notes longer."),
-    min_note_ms: float = typer.Option(50.0, help="Drop notes shorter than this."),
-    png: Png = None,
+    inp: Annotated[Path, typer.Argument(metavar="IN.wav", help="Piano recording: wav, flac, mp3, ogg or aiff.",
+                                        show_default=False)],
+    out_path: Out,
+    png: Annotated[Optional[Path], typer.Option(metavar="OUT.png", help="Also a piano roll of the "
+                                                "transcription.")] = None,
     force: Force = False,
+    onset_threshold: float = opt(0.6, "0–1: higher gives fewer, surer notes.", metavar="P", advanced=True),
+    frame_threshold: float = opt(0.3, "0–1: lower holds notes longer.", metavar="P", advanced=True),
+    min_note_ms: float = opt(50.0, "Drop notes shorter than this.", metavar="MS", advanced=True),
 ):
     """Turn a piano recording into MIDI (basic-pitch, ONNX), with velocities, in the piano range.
 
-    Long files are read in one-minute chunks, so memory stays bounded. Example:
-    tatum transcribe idea.wav -o idea.mid
+    Long files are read in one-minute chunks, so memory stays bounded.
+
+    Example: tatum transcribe idea.wav -o idea.mid
     """
     from tatum.audio.transcribe import transcribe
     from tatum.io import check_writable
 
+    check_outputs(out_path, png)
+    check_number("--onset-threshold", onset_threshold, 0, 1)
+    check_number("--frame-threshold", frame_threshold, 0, 1)
+    check_number("--min-note-ms", min_note_ms, 0, 10_000)
     check_writable(out_path, force)
     if png:
         check_writable(png, force)
@@ -464,34 +496,32 @@ def transcribe_cmd(
     console.print(msg, highlight=False, markup=False, soft_wrap=True)
 
 
-@app.command("pipeline")
+@app.command("pipeline", help=_help(
+    "Audio idea → transcription → improvisation → WAV, MIDI and a before/after piano roll.\n\n"
+    "Example: tatum pipeline memo.wav --artist \"Art Tatum\" -o memo-tatum/"))
+@generation_options("improvise")
 def pipeline_cmd(
-    inp: Annotated[Optional[Path], typer.Argument(metavar="IN", help="Audio (wav, flac, mp3, ogg) or MIDI with the idea.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for transcription.mid, "
-                                          "improvisation.mid, improvisation.wav and before-after.png.")] = ...,
-    style: Style = "jazz",
-    artist: Artist = None,
-    plan: str = typer.Option("improvnet", help="Passes, as for `tatum improvise`."),
-    first: Optional[float] = typer.Option(None, help="Use only the first N seconds of the idea."),
-    from_prompt: Optional[str] = typer.Option(None, "--from-prompt", help="Make the starting audio from this "
-                                              "text with Magenta RealTime (needs magenta_rt and its weights)."),
-    prompt_seconds: float = typer.Option(20.0, help="Seconds of audio to make with --from-prompt."),
-    temperature: Temperature = 1.0,
-    top_k: TopK = 50,
-    guidance: Guidance = 0.0,
-    seed: Seed = None,
-    model: Model = None,
-    soundfont: Optional[Path] = typer.Option(None, help="Soundfont for the WAV (default: the system's GM one)."),
+    inp: Annotated[Optional[Path], typer.Argument(metavar="IN", help="Audio (wav, flac, mp3, ogg) or MIDI.",
+                                                  show_default=False)] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the .mid, .wav and "
+                                          "before-after.png.")] = ...,
+    conditioning: options.Conditioning = None,
+    plan: str = opt("improvnet", "Passes, as for tatum improvise.", metavar="PLAN"),
+    first: Seconds = None,
+    sampling: options.Sampling = None,
     force: Force = False,
+    from_prompt: Annotated[Optional[str], typer.Option("--from-prompt", metavar="TEXT", help="Start from audio "
+                                                       "Magenta RT makes of TEXT.", rich_help_panel=ADVANCED)] = None,
+    prompt_seconds: float = opt(20.0, "--from-prompt: seconds of audio.", metavar="S", advanced=True),
+    soundfont: Soundfont = None,
+    model: Model = None,
 ):
-    """Audio idea → transcription → improvisation in a style → WAV and MIDI for the DAW.
-
-    Example: tatum pipeline memo.wav --artist "Art Tatum" -o memo-tatum/
-    """
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from tatum.audio.pipeline import pipeline
 
+    check_number("--first", first, above=0)
+    check_number("--prompt-seconds", prompt_seconds, hi=600, above=0)
     labels = {"prompt": "making audio (Magenta RT)", "transcribe": "transcribing (s)",
               "improvise": "improvising (passes)", "render": "rendering (s)", "plot": "piano roll"}
     progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), TaskProgressColumn(),
@@ -506,10 +536,9 @@ def pipeline_cmd(
         progress.update(tasks[name], completed=done, total=max(total, 1e-9))
 
     try:
-        res = pipeline(inp, out_dir, _style_arg(style), _style_arg(artist), from_prompt=from_prompt,
-                       prompt_seconds=prompt_seconds, first_s=first, plan=plan, seed=seed, force=force,
-                       soundfont=soundfont, on_stage=on_stage, temperature=temperature, top_k=top_k,
-                       guidance=guidance, model=model)
+        res = pipeline(inp, out_dir, from_prompt=from_prompt, prompt_seconds=prompt_seconds, first_s=first,
+                       plan=plan, seed=sampling.seed, force=force, soundfont=soundfont, on_stage=on_stage,
+                       conditioning=conditioning, sampling=sampling, model=model)
     finally:
         progress.stop()
     for key, path in res.files.items():
@@ -639,34 +668,29 @@ def _model_settings(items: list[str]) -> dict:
 
 @app.command("train")
 def train_cmd(
-    shards: Path = typer.Argument(..., help="Shard folder from `tatum data prepare`."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder: training state, log, loss.png, "
-                                 "checkpoint/ (latest) and best/ (lowest validation loss)."),
-    preset_name: str = typer.Option("small", "--preset", help="Model: tiny, small (CPU default) or paper "
-                                    "(ImprovNet size) encoder–decoders, or note-tiny / note-small (NoteLM)."),
-    steps: int = typer.Option(20000, help="Total optimizer steps."),
-    batch_size: int = typer.Option(16, help="Examples per process per micro-batch."),
-    grad_accum: int = typer.Option(1, help="Micro-batches per optimizer step."),
-    lr: float = typer.Option(5e-4, help="Peak learning rate (cosine schedule after warm-up)."),
-    warmup: int = typer.Option(300, help="Warm-up steps."),
-    val_every: int = typer.Option(250, help="Steps between validations (and checkpoint/ exports)."),
-    save_every: int = typer.Option(100, help="Steps between saves of the full training state."),
-    threads: int = typer.Option(0, help="CPU threads (0 = PyTorch's default)."),
-    workers: int = typer.Option(0, help="Data-loading worker processes."),
-    seed: int = typer.Option(0),
-    resume: bool = typer.Option(False, help="Continue the run in --out from its last saved state."),
-    init: Optional[str] = typer.Option(None, help="Start from this checkpoint instead of random weights."),
-    artist: Optional[str] = typer.Option(None, help="Train only on this pianist's pieces."),
-    genre: Optional[str] = typer.Option(None, help="Train only on this genre."),
-    set_: list[str] = typer.Option([], "--set", help="Change one model setting of the preset (or of --init), "
-                                   "e.g. --set d_model=384 --set cross_bias=none. Repeatable."),
+    shards: Path = typer.Argument(..., metavar="SHARDS", help="Shard folder from tatum data prepare.", show_default=False),
+    out_dir: Path = opt(..., "Run folder: state, log, checkpoint/, best/.", "--out", "-o", metavar="DIR"),
+    preset_name: str = opt("small", "tiny, small, paper, note-tiny, note-small.", "--preset", metavar="NAME"),
+    steps: int = opt(20000, "Total optimizer steps.", metavar="N"),
+    resume: bool = opt(False, "Continue the run in --out where it stopped.", "--resume"),
+    init: Optional[str] = opt(None, "Start from this checkpoint.", metavar="DIR"),
+    artist: Optional[str] = opt(None, "Train only on this pianist's pieces.", metavar="NAME"),
+    genre: Optional[str] = opt(None, "Train only on this genre.", metavar="NAME"),
+    set_: list[str] = opt([], "Change a model setting, e.g. d_model=384.", "--set", metavar="K=V"),
+    batch_size: int = opt(16, "Examples per process per micro-batch.", metavar="N", advanced=True),
+    grad_accum: int = opt(1, "Micro-batches per optimizer step.", metavar="N", advanced=True),
+    lr: float = opt(5e-4, "Peak learning rate (then cosine).", metavar="LR", advanced=True),
+    warmup: int = opt(300, "Warm-up steps.", metavar="N", advanced=True),
+    val_every: int = opt(250, "Steps between validations.", metavar="N", advanced=True),
+    save_every: int = opt(100, "Steps between saves of the state.", metavar="N", advanced=True),
+    threads: int = opt(0, "CPU threads (0: PyTorch's choice).", metavar="N", advanced=True, show=False),
+    workers: int = opt(0, "Data-loading worker processes.", metavar="N", advanced=True),
+    seed: int = opt(0, "Random seed.", metavar="N", advanced=True),
 ):
-    """Train the model on prepared shards (one process, or under `torchrun --nproc_per_node N`).
-
-    Runs resume exactly, same data order and random state, after any interruption: pass --resume.
+    """Train the model on prepared shards (one process, or under torchrun --nproc_per_node N).
+    --resume continues exactly (same data order and random state) after any interruption.
 
     Example: tatum train shards -o runs/small --preset small
-             torchrun --nproc_per_node 2 $(which tatum) train shards -o runs/ddp
     """
     from tatum.train import TrainConfig, train
 
@@ -717,77 +741,59 @@ def finetune_cmd(
 
 
 # --------------------------------------------------------------------- real time
-@app.command("jam")
+@app.command("jam", help=_help(
+    "Jam live: improvise in real time to MIDI ports (for a DAW), audio or files.\n\n"
+    "Example: tatum jam --seconds 30 -o jam.mid --artist \"Art Tatum\""))
+@generation_options("jam")
 def jam_cmd(
-    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Record what is played to this MIDI "
-                                                     "file (on the DAW's tempo map when synced).")] = None,
-    seconds: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
-    wav: Annotated[Optional[Path], typer.Option(help="Also record the sound (FluidSynth, 48 kHz stereo) to a WAV.")] = None,
-    audio: bool = typer.Option(False, "--audio", help="Play the sound through JACK's outputs."),
-    style: Style = "jazz",
-    artist: Artist = None,
-    mode: str = typer.Option("solo", help="solo; respond (answers when you pause); accompany (comps under you)."),
-    gap_ms: int = typer.Option(600, help="respond: the pause after which tatum answers."),
-    temperature: Temperature = 1.0,
-    top_k: TopK = 50,
-    top_p: float = typer.Option(1.0, help="Sample among the likeliest tokens that make up this probability."),
-    guidance: Guidance = 0.0,
-    density: Optional[str] = typer.Option(None, help="Note-density bucket 0–7, 'source' or 'any' (default)."),
-    polyphony: Optional[str] = typer.Option(None, help="Polyphony bucket 0–5, 'source' or 'any' (default)."),
-    seed: Seed = None,
-    chunk: float = typer.Option(1.0, help="Seconds of music per call to the model (0.05–5)."),
-    buffer: float = typer.Option(2.0, help="Seconds drawn ahead of the clock (at least one chunk)."),
-    sync: str = typer.Option("free", help="free (tatum keeps --bpm), link (Ableton Link session) or "
-                             "midi-clock (follow the DAW's MIDI clock on tatum-clock:clock)."),
-    bpm: float = typer.Option(120.0, help="Tempo when free, and the tempo tatum proposes to a Link session."),
-    quantize: str = typer.Option("auto", help="Snap onsets to the DAW's grid: auto (1/16 when synced), off, "
-                                 "1/4, 1/8, 1/16 or 1/32."),
-    ports: bool = typer.Option(True, "--ports/--no-ports", help="Open MIDI ports: tatum:out for the DAW, "
-                               "tatum-in:in for your keyboard."),
-    midi_api: str = typer.Option("auto", help="MIDI system: auto (ALSA if present, else JACK), alsa or jack."),
-    out_port: Optional[str] = typer.Option(None, help="Play into this existing MIDI port (part of its name) "
-                                           "instead of the virtual tatum:out."),
-    in_port: Optional[str] = typer.Option(None, help="Listen to this existing MIDI port instead of tatum-in:in."),
-    clock_port: Optional[str] = typer.Option(None, help="midi-clock: read the clock from this existing port."),
-    model: Model = None,
-    soundfont: Optional[Path] = typer.Option(None, help="Soundfont for --audio / --wav (default: the system's GM one)."),
-    engine: str = typer.Option("fluidsynth", help="Sound for --audio / --wav: fluidsynth, or magenta (Magenta "
-                               "RealTime 2 plays the notes in --style-text; needs magenta-rt, its weights and "
-                               "an accelerator to keep up)."),
-    style_text: str = typer.Option("1950s solo piano recording", help="magenta: the sound, in words."),
-    mrt_size: str = typer.Option("mrt2_small", help="magenta: model size, mrt2_small or mrt2_base."),
+    out_path: Optional[Path] = opt(None, "Record what is played to this file.", "--out", "-o", metavar="OUT.mid"),
+    seconds: Optional[float] = opt(None, "Stop after S seconds (else Ctrl-C).", metavar="S"),
+    wav: Optional[Path] = opt(None, "Also record the sound (FluidSynth).", metavar="OUT.wav"),
+    audio: bool = opt(False, "Play the sound through JACK.", "--audio"),
+    conditioning: options.Conditioning = None,
+    mode: str = opt("solo", "solo, respond (when you pause), accompany.", metavar="MODE", show=False),
+    sync: str = opt("free", "free (--bpm), link or midi-clock.", metavar="HOW"),
+    bpm: float = opt(120.0, "Tempo when free (or offered to Link).", metavar="BPM"),
+    sampling: options.Sampling = None,
     force: Force = False,
+    gap_ms: int = opt(600, "respond: answer after this pause.", metavar="MS", advanced=True),
+    chunk: float = opt(1.0, "Seconds per call to the model.", metavar="S", advanced=True),
+    buffer: float = opt(2.0, "Seconds drawn ahead of the clock.", metavar="S", advanced=True),
+    quantize: str = opt("auto", "off, 1/4, 1/8, 1/16, 1/32 or auto.", metavar="Q", advanced=True, show=False),
+    no_ports: bool = opt(False, "Open no MIDI ports.", "--no-ports", advanced=True),
+    midi_api: str = opt("auto", "alsa, jack or auto (ALSA first).", metavar="API", advanced=True, show=False),
+    out_port: Optional[str] = opt(None, "Play into this existing port.", metavar="NAME", advanced=True),
+    in_port: Optional[str] = opt(None, "Listen to this existing port.", metavar="NAME", advanced=True),
+    clock_port: Optional[str] = opt(None, "midi-clock: read it from this port.", metavar="NAME", advanced=True),
+    soundfont: Soundfont = None,
+    engine: Engine = "fluidsynth",
+    style_text: StyleText = "1950s solo piano recording",
+    mrt_size: MrtSize = "mrt2_small",
+    model: Model = None,
 ):
-    """Jam live: tatum improvises in real time to MIDI ports (for a DAW), audio and files.
-
-    Change nothing and it plays solo; play into tatum-in:in and it hears you (--mode respond /
-    accompany). --sync link or midi-clock follows the DAW's tempo and starts on its next bar.
-
-    Example: tatum jam --seconds 30 -o jam.mid --artist "Art Tatum"
-    """
     from tatum.realtime.commands import run_jam
 
-    run_jam(console, out=out_path, seconds=seconds, wav=wav, audio=audio, style=_style_arg(style),
-            artist=_style_arg(artist), mode=mode, gap_ms=gap_ms, temperature=temperature, top_k=top_k, top_p=top_p,
-            guidance=guidance, density=density, polyphony=polyphony, seed=seed, chunk=chunk, buffer=buffer,
-            sync=sync, bpm=bpm, quantize=quantize, ports=ports, midi_api=midi_api, out_port=out_port,
-            in_port=in_port, clock_port=clock_port, model=model, soundfont=soundfont, force=force, engine=engine,
+    check_suffix(out_path, "-o", MIDI, "MIDI")
+    check_suffix(wav, "--wav", (".wav",), "WAV audio")
+    run_jam(console, out=out_path, seconds=seconds, wav=wav, audio=audio, conditioning=conditioning,
+            sampling=sampling, mode=mode, gap_ms=gap_ms, chunk=chunk, buffer=buffer, sync=sync, bpm=bpm,
+            quantize=quantize, ports=not no_ports, midi_api=midi_api, out_port=out_port, in_port=in_port,
+            clock_port=clock_port, model=model, soundfont=soundfont, force=force, engine=engine,
             style_text=style_text, mrt_size=mrt_size)
 
 
 @app.command("serve")
 def serve_cmd(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on. The default is this machine only; "
-                             "0.0.0.0 opens the page to the network."),
-    port: int = typer.Option(8000, help="Port to listen on."),
+    host: str = opt("127.0.0.1", "Listen here (0.0.0.0: the network).", metavar="ADDR"),
+    port: int = opt(8000, "Port to listen on.", metavar="N"),
+    max_sessions: int = opt(4, "Jams at once; one more is refused.", metavar="N"),
+    chunk: float = opt(1.0, "Seconds per call to the model.", metavar="S", advanced=True),
+    buffer: float = opt(2.0, "Seconds drawn ahead of the clock.", metavar="S", advanced=True),
+    soundfont: Soundfont = None,
     model: Model = None,
-    max_sessions: int = typer.Option(4, help="Jams at once; one more is told the server is busy."),
-    chunk: float = typer.Option(1.0, help="Seconds of music per call to the model."),
-    buffer: float = typer.Option(2.0, help="Seconds drawn ahead of the clock (at least one chunk)."),
-    soundfont: Optional[Path] = typer.Option(None, help="Soundfont for the sound (default: the system's GM one)."),
 ):
-    """Jam in the browser: a page with play / stop, style-mix sliders, pianist, temperature, top-k,
-    guidance, density, a live piano roll and the sound (FastAPI + WebSocket).
+    """Jam in the browser: play / stop, style-mix sliders, pianist, temperature, top-k, guidance,
+    density, a live piano roll and the sound (FastAPI + WebSocket).
 
     Example: tatum serve, then open http://127.0.0.1:8000/
     """
@@ -797,26 +803,29 @@ def serve_cmd(
               soundfont=soundfont)
 
 
-def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except TatumError as e:
-        console.print(f"tatum: error: {e}", highlight=False, markup=False, soft_wrap=True)
+def main(argv: list[str] | None = None) -> None:
+    from tatum.cli_errors import click
+
+    def fail(line: str) -> None:
+        console.print(f"tatum: error: {line}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
+
+    try:
+        app(args=argv, prog_name="tatum", standalone_mode=False)
+    except TatumError as e:
+        fail(str(e))
     except KeyboardInterrupt:
         console.print("tatum: interrupted")
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as e:   # bare `tatum`: the help, then what is missing
+        typer.echo(e.ctx.get_help())
+        fail(no_verb_help(e))
+    except click.exceptions.ClickException as e:
+        fail(one_line(e))
+    except typer.Abort:
+        sys.exit(1)
     except (typer.Exit, SystemExit) as e:
         sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
-    except Exception as e:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
 
 if __name__ == "__main__":

@@ -9,19 +9,29 @@ their slot.
 
 >>> from tatum.corruption import corrupt, register
 >>> ids = corrupt("skyline", segment, np.random.default_rng(0))
->>> @register("drop_bass")          # a corruption of your own (the vocabulary needs its token too)
+>>> @register("drop_bass", like="fragmentation")    # a corruption of your own
 ... def drop_bass(seg, rng):
 ...     return encode_segment(seg.select(seg.pitch >= 48))
+
+A model knows the nine by their tokens (the vocabulary has one per corruption, fixed at training). A
+corruption of your own is announced to the model with the token of the built-in one it names with
+`like` (note_modification by default: "some notes are missing or wrong", the most general of the
+nine), so the model rewrites the window as it would a window corrupted that way. Name the one whose
+damage is most like yours. Registered corruptions work in plans, on `--corruption`, and from files
+given to `--plugin` or packages that declare a `tatum.corruptions` entry point.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from tatum.errors import TatumError
 from tatum.notes import PIANO_HIGH, PIANO_LOW, Notes
+from tatum.tokenizer import CORRUPTIONS as BUILTIN_CORRUPTIONS
 from tatum.tokenizer import (
     DUR_MASK,
     GRID_MS,
@@ -35,6 +45,9 @@ from tatum.tokenizer import (
 Corruption = Callable[[Notes, np.random.Generator], np.ndarray]
 
 CORRUPTIONS: dict[str, Corruption] = {}
+BUILTIN = BUILTIN_CORRUPTIONS  # the nine a model has a token for
+LIKE: dict[str, str] = {}      # a registered corruption → the built-in whose token the model is shown
+DEFAULT_LIKE = "note_modification"
 
 CHORD_MS = 50                  # onsets this close to a group's first onset sound as one chord
 MAX_SHIFT = 5                  # wrong notes are 1–5 semitones off
@@ -44,15 +57,69 @@ INSERT_VELOCITIES = np.array([45, 60, 75, 90, 105])
 
 
 # ------------------------------------------------------------------ registry
-def register(name: str, fn: Corruption | None = None):
-    """Register `fn` under `name` (replacing any earlier one); usable as `@register("name")`."""
+def register(name: str, fn: Corruption | None = None, *, like: str = DEFAULT_LIKE):
+    """Register `fn` under `name` (replacing any earlier one); usable as `@register("name")`.
+
+    `like`: the built-in corruption whose token the model is shown for this one (see the module's
+    docstring). A built-in name keeps its own token."""
+    if like not in BUILTIN:
+        raise TatumError(f"like={like!r} must name a built-in corruption: {', '.join(BUILTIN)}")
+
     def add(f: Corruption) -> Corruption:
         CORRUPTIONS[name] = f
+        if name not in BUILTIN:
+            LIKE[name] = like
         return f
     return add if fn is None else add(fn)
 
 
+def token_name(name: str) -> str:
+    """The corruption whose token stands for `name` in a model's vocabulary: itself when built in,
+    else the built-in it was registered `like`."""
+    if name in BUILTIN:
+        return name
+    _load_entry_points()
+    if name in LIKE:
+        return LIKE[name]
+    raise TatumError(f"unknown corruption {name!r}; known: {', '.join(CORRUPTIONS)}")
+
+
+def load_plugin(path: str | os.PathLike) -> None:
+    """Run a Python file that registers corruptions (tatum --plugin FILE.py)."""
+    import importlib.util
+
+    path = Path(path)
+    if not path.is_file():
+        raise TatumError("no such plugin file", path)
+    spec = importlib.util.spec_from_file_location(f"tatum_plugin_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:   # the user's code: say where it failed, in one line
+        raise TatumError(f"plugin failed: {type(e).__name__}: {' '.join(str(e).split())[:160]}", path) from None
+
+
+_ENTRY_POINTS_LOADED = False
+
+
+def _load_entry_points() -> None:
+    """Corruptions that installed packages declare (entry point group `tatum.corruptions`, each a
+    function registered under the entry point's name, like note_modification unless it has `.like`)."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="tatum.corruptions"):
+        if ep.name not in CORRUPTIONS:
+            fn = ep.load()
+            register(ep.name, fn, like=getattr(fn, "like", DEFAULT_LIKE))
+
+
 def get(name: str) -> Corruption:
+    if name not in CORRUPTIONS:
+        _load_entry_points()
     try:
         return CORRUPTIONS[name]
     except KeyError:

@@ -180,44 +180,10 @@ class Notes:
         Drum tracks are dropped, all other tracks merged; the sustain pedal (CC64 ≥ 64) extends a note
         that ends while the pedal is down to the pedal's release; overlapping notes of one pitch are
         cut where the next one starts. Raises `MidiError` with a one-line reason on any bad input.
+        (`read_midi` also says which note of which track each one is, to write a result back over
+        its source: tatum.edit.)
         """
-        name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
-        data = _read_bytes(source, name)
-        from symusic import Score
-
-        try:
-            score = Score.from_midi(bytes(data), ttype="second")
-        except Exception as e:  # symusic raises RuntimeError with a C++ message
-            raise MidiError(f"not a readable MIDI file ({_short(e)})", name) from None
-        tracks = [t for t in score.tracks if len(t.notes)]
-        if not tracks:
-            raise MidiError("no notes", name)
-        if all(t.is_drum for t in tracks):
-            raise MidiError("only drum tracks, no piano notes", name)
-        parts = []
-        for t in tracks:
-            if t.is_drum:
-                continue
-            a = t.notes.numpy()
-            onset = a["time"].astype(np.float64) * 1000.0
-            dur = a["duration"].astype(np.float64) * 1000.0
-            if pedal and len(t.pedals):
-                p = t.pedals.numpy()
-                ps = p["time"].astype(np.float64) * 1000.0
-                pe = ps + p["duration"].astype(np.float64) * 1000.0
-                dur = apply_pedal(onset, dur, ps, pe)
-            parts.append((onset, dur, a["pitch"], a["velocity"]))
-        onset = np.concatenate([p[0] for p in parts])
-        dur = np.concatenate([p[1] for p in parts])
-        limit = 2**31 - 2**24  # int32 milliseconds, ≈ 24 days
-        if not np.all(np.isfinite(onset)) or not np.all(np.isfinite(dur)) or (onset + dur).max() > limit:
-            raise MidiError("note times out of range (corrupt tempo map?)", name)
-        onset = np.round(onset).astype(np.int64)
-        dur = np.maximum(1, np.round(dur)).astype(np.int64)
-        pitch = fold_to_piano(np.concatenate([p[2] for p in parts]).astype(np.int32))
-        vel = np.clip(np.concatenate([p[3] for p in parts]), 1, 127)
-        onset, dur, pitch, vel = resolve_overlaps(onset, dur, pitch, vel)
-        return cls(onset, dur, pitch, vel, _tempo_map(score))
+        return read_midi(source, pedal).notes
 
     def to_midi(self, path: PathLike | None = None) -> bytes:
         """Write a one-track piano MIDI file in ticks of the source's tempo map; returns the bytes.
@@ -245,6 +211,67 @@ class Notes:
             from tatum.io import write_atomic
             write_atomic(path, data)
         return data
+
+
+# ------------------------------------------------------------------- reading
+@dataclass
+class MidiSource:
+    """A MIDI file as read: its notes as one piano stream, the tick score they came from, and per note
+    `track << 32 | index` of its note in that score (drum tracks are in the score, not in `notes`)."""
+
+    notes: Notes
+    ids: np.ndarray
+    score: object          # symusic.Score in ticks
+
+
+def read_midi(source: PathLike | bytes, pedal: bool = True) -> MidiSource:
+    """`Notes.from_midi`, keeping the source score and where each note came from."""
+    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    data = _read_bytes(source, name)
+    from symusic import Score
+
+    try:
+        score = Score.from_midi(bytes(data))
+        if score.tpq <= 0:
+            raise MidiError("0 ticks per quarter note: no time in it", name)
+        sec = score.to("second")
+    except MidiError:
+        raise
+    except Exception as e:  # symusic raises RuntimeError with a C++ message
+        raise MidiError(f"not a readable MIDI file ({_short(e)})", name) from None
+    tracks = [(i, t) for i, t in enumerate(sec.tracks) if len(t.notes)]
+    if not tracks:
+        raise MidiError("no notes", name)
+    if all(t.is_drum for _, t in tracks):
+        raise MidiError("only drum tracks, no piano notes", name)
+    parts = []
+    limit = 2**31 - 2**24  # int32 milliseconds, ≈ 24 days
+    for i, t in tracks:
+        if t.is_drum:
+            continue
+        a = t.notes.numpy()
+        onset = a["time"].astype(np.float64) * 1000.0
+        dur = a["duration"].astype(np.float64) * 1000.0
+        if not (np.all(np.isfinite(onset)) and np.all(np.isfinite(dur))) or (onset + dur).max() > limit:
+            raise MidiError("note times out of range (corrupt tempo map?)", name)
+        if pedal and len(t.pedals):
+            p = t.pedals.numpy()
+            ps = p["time"].astype(np.float64) * 1000.0
+            pe = ps + p["duration"].astype(np.float64) * 1000.0
+            if np.all(np.isfinite(ps)) and np.all(np.isfinite(pe)):
+                dur = apply_pedal(onset, dur, ps, pe)
+        ids = (np.int64(i) << 32) + np.arange(len(onset), dtype=np.int64)
+        parts.append((onset, dur, a["pitch"], a["velocity"], ids))
+    onset = np.concatenate([p[0] for p in parts])
+    dur = np.concatenate([p[1] for p in parts])
+    if (onset + dur).max() > limit:
+        raise MidiError("note times out of range (corrupt tempo map?)", name)
+    onset = np.round(onset).astype(np.int64)
+    dur = np.maximum(1, np.round(dur)).astype(np.int64)
+    pitch = fold_to_piano(np.concatenate([p[2] for p in parts]).astype(np.int32))
+    vel = np.clip(np.concatenate([p[3] for p in parts]), 1, 127)
+    onset, dur, pitch, vel, ids = resolve_overlaps(onset, dur, pitch, vel, np.concatenate([p[4] for p in parts]))
+    return MidiSource(Notes(onset, dur, pitch, vel, _tempo_map(sec)), ids, score)
 
 
 # -------------------------------------------------------------------- helpers
@@ -301,8 +328,9 @@ def apply_pedal(onset: np.ndarray, dur: np.ndarray, ped_start: np.ndarray, ped_e
     return new_end - onset
 
 
-def resolve_overlaps(onset, dur, pitch, vel):
-    """Sort by (onset, pitch); cut a note where the next note of its pitch starts; drop exact repeats."""
+def resolve_overlaps(onset, dur, pitch, vel, ids=None):
+    """Sort by (onset, pitch); cut a note where the next note of its pitch starts; drop exact repeats.
+    `ids`, one per note, ride along (and are returned as a fifth array) when given."""
     order = np.lexsort((onset, pitch))
     o, d = onset[order].astype(np.int64), dur[order].astype(np.int64)
     p, v = pitch[order], vel[order]
@@ -313,7 +341,11 @@ def resolve_overlaps(onset, dur, pitch, vel):
     # A note cut to nothing started together with its twin: keep the twin only.
     keep = d > 0
     o, d, p, v = o[keep], d[keep], p[keep], v[keep]
-    return _sorted(o, d, p, v)
+    if ids is None:
+        return _sorted(o, d, p, v)
+    i = np.asarray(ids)[order][keep]
+    s = np.lexsort((p, o))
+    return o[s], d[s], p[s], v[s], i[s]
 
 
 def _tempo_map(score) -> TempoMap:

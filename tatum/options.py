@@ -163,14 +163,13 @@ class Conditioning:
     """What to play toward, for every window: mixtures of styles and pianists, density and polyphony
     buckets (None = any, "source" = the bucket of the music being rewritten, or of the prompt)."""
 
-    genre: Mix | None = option({"jazz": 1.0}, mixture("style"), 'Style or mix: jazz, "jazz:.7,classical:.3".',
+    genre: Mix | None = option({"jazz": 1.0}, mixture("style"), 'Style, or a mix like jazz:.7,pop:.3.',
                                flag="--style", keyword="style", metavar="MIX", text=True, advanced=False)
     artist: Mix | None = option(None, mixture("pianist"), 'In the manner of a pianist (or a mix).',
                                 metavar="NAME", text=True, advanced=False)
-    density: int | str | None = option(None, bucket(N_DENSITY), f"Notes/s bucket 0–{N_DENSITY - 1}, any or source.",
+    density: int | str | None = option(None, bucket(N_DENSITY), f"Density 0–{N_DENSITY - 1}, any or source.",
                                        metavar="B", text=True)
-    polyphony: int | str | None = option(None, bucket(N_POLYPHONY), f"Polyphony bucket 0–{N_POLYPHONY - 1}, "
-                                         "any or source.", metavar="B", text=True)
+    polyphony: int | str | None = option(None, bucket(N_POLYPHONY), f"Polyphony 0–{N_POLYPHONY - 1}, any or source.", metavar="B", text=True)
 
     def __post_init__(self):
         _check_fields(self)
@@ -208,10 +207,10 @@ class Conditioning:
 class Sampling:
     """How tokens are drawn. `guidance` w mixes logits as (1+w)·cond − w·uncond (0 = off)."""
 
-    temperature: float = option(1.0, number(0.0, 3.0), "0–3: lower plays safer (0: likeliest).", metavar="T")
-    top_k: int = option(50, whole(0, 2000), "Draw among the K likeliest tokens (0: all).", metavar="K")
-    top_p: float = option(1.0, number(0.01, 1.0), "Draw among tokens summing to P (0.01–1).", metavar="P")
-    guidance: float = option(0.0, number(0.0, 10.0), "0–10: push toward style and controls.", metavar="W")
+    temperature: float = option(1.0, number(0.0, 3.0), "0–3: lower is safer; 0 greedy.", metavar="T")
+    top_k: int = option(50, whole(0, 2000), "Draw among the K likeliest; 0 all.", metavar="K")
+    top_p: float = option(1.0, number(0.01, 1.0), "Draw among tokens summing to P.", metavar="P")
+    guidance: float = option(0.0, number(0.0, 10.0), "0–10: push toward style, controls.", metavar="W")
     seed: int | None = option(None, whole(0, SEED_MAX, none=True), "Make the run reproducible.", metavar="N",
                               advanced=False)
 

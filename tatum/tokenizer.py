@@ -284,8 +284,15 @@ class Tokenizer:
         return self._ids.get(f"artist:{artist}", self._ids["artist:other"])
 
     def corruption_id(self, name: str) -> int:
+        """The token of a corruption; a registered one of the user's is shown to the model as the
+        built-in it was registered `like` (tatum.corruption)."""
         if f"corrupt:{name}" not in self._ids:
-            raise TatumError(f"unknown corruption {name!r}; known: {', '.join(self.corruptions)}")
+            from tatum.corruption import token_name
+
+            stand_in = token_name(name) if name not in self.corruptions else name
+            if f"corrupt:{stand_in}" not in self._ids:
+                raise TatumError(f"unknown corruption {name!r}; known: {', '.join(self.corruptions)}")
+            return self._ids[f"corrupt:{stand_in}"]
         return self._ids[f"corrupt:{name}"]
 
     def density_id(self, bucket: int | None) -> int:

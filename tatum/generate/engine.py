@@ -214,10 +214,15 @@ def keep_melody_on_top(accomp: Notes, melody: Notes, window_ms: int = 50) -> Not
 
 def check_plan(plan: list[Pass], tok: Tokenizer) -> None:
     """Refuse a misspelt corruption or a bad rate before any window is touched."""
+    from tatum.corruption import CORRUPTIONS, token_name
+
     for p in plan:
         if p.corruption != "random" and p.corruption not in tok.corruptions:
-            raise TatumError(f"unknown plan or corruption {p.corruption!r}; plans: {', '.join(PLANS)}; "
-                             f"corruptions: {', '.join(tok.corruptions)}, random")
+            try:
+                token_name(p.corruption)      # one of the user's, registered
+            except TatumError:
+                raise TatumError(f"unknown plan or corruption {p.corruption!r}; plans: {', '.join(PLANS)}; "
+                                 f"corruptions: {', '.join(CORRUPTIONS)}, random") from None
         if not 0 <= p.rate <= 1:
             raise TatumError(f"pass rate must be in 0–1, not {p.rate}")
 

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from tatum.errors import TatumError
+from tatum.options import Conditioning, Sampling
 from tatum.realtime.controls import Controls
 
 QUANTA = {"1/4": 1.0, "1/8": 0.5, "1/16": 0.25, "1/32": 0.125}
@@ -37,25 +38,14 @@ def load_stream(model: str | None, artist, mode: str, gap_ms: int):
     return Stream(m, tok, mode=mode, gap_ms=gap_ms), tok
 
 
-def make_controls(tok, style, artist, density, polyphony, temperature: float, top_k: int, top_p: float,
-                  guidance: float, seed: int | None) -> Controls:
-    def control(value):
-        if value is None or value in ("any", "source"):
-            return value
-        try:
-            return int(value)
-        except ValueError:
-            raise TatumError(f"a control is a bucket number, 'any' or 'source', not {value!r}") from None
-
-    return Controls().updated({"genre": style, "artist": artist, "density": control(density),
-                               "polyphony": control(polyphony), "temperature": temperature, "top_k": top_k,
-                               "top_p": top_p, "guidance": guidance, "seed": seed},
-                              artists=tok.artists + ["other"], genres=tok.genres)
+def make_controls(tok, conditioning: Conditioning, sampling: Sampling) -> Controls:
+    """The jam's first controls: the options as given, their names checked against the model's vocabulary."""
+    return Controls(conditioning.for_vocabulary(tok.genres, tok.artists), sampling)
 
 
-def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | None, audio: bool, style, artist,
-            mode: str, gap_ms: int, temperature: float, top_k: int, top_p: float, guidance: float, density,
-            polyphony, seed: int | None, chunk: float, buffer: float, sync: str, bpm: float, quantize: str,
+def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | None, audio: bool,
+            conditioning: Conditioning, sampling: Sampling, mode: str, gap_ms: int, chunk: float, buffer: float,
+            sync: str, bpm: float, quantize: str,
             ports: bool, midi_api: str, out_port: str | None, in_port: str | None, clock_port: str | None,
             model: str | None, soundfont: Path | None, force: bool, engine: str = "fluidsynth",
             style_text: str = "1950s solo piano recording", mrt_size: str = "mrt2_small") -> None:
@@ -99,8 +89,8 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
             options.ports = False
     if not (options.ports or out or wav or audio):
         raise TatumError("nothing to play to: give -o OUT.mid, --wav OUT.wav, --audio, or MIDI ports")
-    stream, tok = load_stream(model, artist, mode, gap_ms)
-    controls = make_controls(tok, style, artist, density, polyphony, temperature, top_k, top_p, guidance, seed)
+    stream, tok = load_stream(model, conditioning.artist, mode, gap_ms)
+    controls = make_controls(tok, conditioning, sampling)
     jam = Jam(stream, controls, options)
     stopped, finished = 0.0, False
     try:
