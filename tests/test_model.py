@@ -327,7 +327,7 @@ def test_checkpoint_round_trip(saved, model, tok, batch):
     assert config["tokenizer"]["format_version"] == 1 and config["tokenizer"]["tokens"] == tok.tokens
     assert config["training"] == {"steps": 3, "data": {"pieces": 2}}
     names = {p.name for p in saved.iterdir()}
-    assert {"config.json", "model.safetensors"} <= names <= {"config.json", "model.safetensors", "MODEL_CARD.md"}
+    assert {"config.json", "model.safetensors"} <= names <= {"config.json", "model.safetensors", "README.md"}
     assert not [n for n in names if n.endswith((".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt"))]
     with safe_open(str(saved / "model.safetensors"), "pt") as f:
         assert set(f.keys()) == set(model.state_dict())

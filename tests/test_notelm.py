@@ -162,7 +162,7 @@ def test_checkpoint_round_trip_keeps_the_architecture(model, tmp_path):
     assert isinstance(loaded, NoteLM) and loaded.cfg == model.cfg and tok.tokens == TOK.tokens
     for k, v in model.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k])
-    assert "decoder-only" in (folder / "MODEL_CARD.md").read_text()
+    assert "decoder-only" in (folder / "README.md").read_text()
 
 
 # ------------------------------------------------------------------ training and validation
@@ -181,7 +181,7 @@ def test_training_lowers_the_loss_and_validates_per_note_per_task(shards, tmp_pa
     assert all(l["cpu_s"] > 0 for l in lines)
     m, _ = load_model(out / "best")
     assert isinstance(m, NoteLM)
-    card = (out / "checkpoint" / "MODEL_CARD.md").read_text()
+    card = (out / "checkpoint" / "README.md").read_text()
     assert "nats per note" in card and "continuation" in card
     assert last["step"] == 30
 

@@ -1,7 +1,13 @@
-"""MODEL_CARD.md for a checkpoint, written from what its config.json records about training."""
+"""The model card of a checkpoint, README.md in the Hugging Face habit: YAML front matter (licence,
+datasets, tags, metrics) that the Hub and other tools read, then the card itself, both written from
+what its config.json records about training. Folders from before hold MODEL_CARD.md without front
+matter; nothing reads the card to load a model, so they still load."""
 
 from __future__ import annotations
 
+CARD = "README.md"
+OLD_CARD = "MODEL_CARD.md"
+DATASETS = {"jazz": "PiJAMA", "classical": "pianolatron", "pop": "POP909"}
 LICENCES = {
     "jazz": "PiJAMA (jazz): research and non-commercial use only",
     "classical": "pianolatron (classical): MIT",
@@ -9,7 +15,48 @@ LICENCES = {
 }
 
 
+def licence(config: dict) -> str:
+    """PiJAMA's terms are research and non-commercial, so weights trained on it are CC BY-NC 4.0; a
+    model of the MIT collections only is under the project's own licence."""
+    genres = config.get("training", {}).get("data", {}).get("genres", [])
+    return "cc-by-nc-4.0" if "jazz" in genres or not genres else "apache-2.0"
+
+
+def front_matter(name: str, config: dict) -> str:
+    """The card's YAML header: licence, datasets, tags and the validation loss as a model-index."""
+    t = config.get("training", {})
+    genres = t.get("data", {}).get("genres", [])
+    lines = ["---", f"license: {licence(config)}", "library_name: tatum", "tags:"]
+    lines += [f"- {x}" for x in ("symbolic-music", "midi", "piano", "music-generation", "improvisation")]
+    if t.get("artist"):
+        lines.append(f"- {t['artist'].lower().replace(' ', '-')}")
+    if genres:
+        lines += ["datasets:"] + [f"- {DATASETS[g]}" for g in genres if g in DATASETS]
+    val = (t.get("val_loss") or {}).get("all")
+    if val is not None:
+        unit = t.get("val_unit", "target token")
+        lines += ["metrics:", "- loss", "model-index:", f"- name: {name}", "  results:", "  - task:",
+                  "      type: other", "      name: corruption-refinement of 5 s piano windows", "    dataset:",
+                  f"      name: {' / '.join(DATASETS[g] for g in genres if g in DATASETS) or 'held-out'} val",
+                  "      type: midi", "      split: val", "    metrics:", "    - type: loss",
+                  f"      name: validation loss, nats per {unit}, all corruptions", f"      value: {val:.4f}"]
+    return "\n".join(lines + ["---", "", ""])
+
+
+def with_front_matter(name: str, config: dict, body: str) -> str:
+    """`body` (a card, perhaps an old MODEL_CARD.md) under the front matter, replacing any it had."""
+    if body.startswith("---\n"):
+        end = body.find("\n---\n", 4)
+        body = body[end + 5:].lstrip("\n") if end >= 0 else body
+    return front_matter(name, config) + body
+
+
 def model_card(name: str, config: dict) -> str:
+    """The whole card, front matter included."""
+    return with_front_matter(name, config, _body(name, config))
+
+
+def _body(name: str, config: dict) -> str:
     m, t = config["model"], config.get("training", {})
     n_params = config.get("n_params", 0)
     if "enc_layers" in m:

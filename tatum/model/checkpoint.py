@@ -1,4 +1,5 @@
-"""Checkpoints as Hugging Face–style folders: config.json + model.safetensors + MODEL_CARD.md.
+"""Checkpoints as Hugging Face–style folders: config.json + model.safetensors + README.md (the model
+card, with the Hub's front matter).
 
 Loading reads JSON and raw tensors only; it never unpickles, so a checkpoint cannot run code.
 """
@@ -54,10 +55,10 @@ def save_checkpoint(model: Seq2Seq, tokenizer: Tokenizer, folder: str | os.PathL
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         save_file(_state_for_saving(model, dtype), str(tmp / "model.safetensors"),
                   metadata={"format": "pt", "tatum_checkpoint_version": str(CHECKPOINT_VERSION)})
-        if card is None:
-            from tatum.model.card import model_card
-            card = model_card(folder.name, config)
-        (tmp / "MODEL_CARD.md").write_text(card)
+        from tatum.model.card import CARD, model_card, with_front_matter
+
+        card = model_card(folder.name, config) if card is None else with_front_matter(folder.name, config, card)
+        (tmp / CARD).write_text(card)
         os.chmod(tmp, 0o755)
         for p in tmp.iterdir():
             os.chmod(p, 0o644)
