@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from tatum import layout as lay
 from tatum import tokenizer as tk
 from tatum.generate.sampling import Grammar, Sampling, pick
-from tatum.model.notelm import NoteLM
+from tatum.model.notelm import Cache, NoteLM
 from tatum.model.transformer import Seq2Seq
 
 
@@ -57,18 +58,20 @@ def _mixes(style: Style, rows: int, cond: int, null_id: int, device) -> list:
 def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Style | None = None,
                 null_id: int | None = None, gen: torch.Generator | None = None,
                 chord_size: int = 3, max_tokens: int | None = None,
-                any_controls: tuple[int, int] | None = None, chord_hold: int = 0) -> list[np.ndarray]:
+                any_controls: tuple[int, int] | None = None, chord_hold: int = 0,
+                reuse: "Reuse | None" = None) -> list[np.ndarray]:
     """Decode every row to the note tokens of a segment (BOS and EOS stripped).
 
     With guidance, each row is decoded twice in the same batch, the second time with its genre and
     artist set to NULL_STYLE (and, given `any_controls`, its density and polyphony set to those ANY
-    ids), and the two logits are mixed; both copies receive the sampled token.
+    ids), and the two logits are mixed; both copies receive the sampled token. `reuse` (NoteLM, one
+    row): what the previous call on the same window kept (see `Reuse`).
     """
     if not rows:
         return []
     if isinstance(model, NoteLM):
         return decode_events(model, rows, sampling, style, null_id, gen, chord_size,
-                             None if max_tokens is None else max_tokens // 3, any_controls, chord_hold)
+                             None if max_tokens is None else max_tokens // 3, any_controls, chord_hold, reuse)
     played = [r.played if r.played is not None else np.zeros(0, np.int64) for r in rows]
     if len(rows) > 1 and any(len(p) or r.from_step for p, r in zip(played, rows)):  # one row at a time
         gen = gen or sampling.generator()
@@ -147,6 +150,7 @@ def _complete(ids: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ NoteLM
 MAX_NOTES = 256   # notes one window may hold (about 50 notes/s)
+REUSE_BLOCK = 16  # window notes fed per forward with `Reuse` (each block padded to this many rows)
 
 
 def _full(part: torch.Tensor, lo: int, vocab: int, end: torch.Tensor | None = None) -> torch.Tensor:
@@ -159,18 +163,141 @@ def _full(part: torch.Tensor, lo: int, vocab: int, end: torch.Tensor | None = No
     return full
 
 
+class Reuse:
+    """What one real-time row keeps between the `decode_events` calls that go on with the same window
+    under the same conditioning (tatum.generate.stream): the model's keys and values of the row's
+    context and of the window's notes, so that a call feeds only the notes that changed since the last
+    one instead of prefilling ≈400 events again.
+
+    It speeds decoding up and changes nothing else. The context and the window's notes always reach
+    the cache the same way — the context as one run, the notes in blocks of REUSE_BLOCK at fixed places
+    (block j: notes jB … jB + B − 1, its unused rows padding), each run attending as a forward of its own
+    would — whether a call finds some of them cached or feeds them all, so a row decodes to the same
+    notes with or without what was kept (a jam restored from JSON, with nothing kept, goes on exactly as
+    the uninterrupted one). Not thread-safe: one per decoding thread."""
+
+    def __init__(self):
+        self.key: bytes | None = None      # the context (events, places, times, style mixes) cached
+        self.cache: Cache | None = None
+        self.ctx = 0                       # its length in events
+        self.fed = np.zeros((0, 3), np.int64)   # window notes whose keys/values follow it, as fed
+        self.hidden: torch.Tensor | None = None  # [B, n + 1, d]: after the context, after each note fed
+        self.prefills = self.fed_notes = self.forwards = 0   # work done, for tests and benchmarks
+
+
+def _context_key(model, ev, place, time, aligned, mixes) -> bytes:
+    parts = [repr((id(model), tuple(ev.shape))).encode()]
+    parts += [t.cpu().numpy().tobytes() for t in (ev, place, time, aligned)]
+    for pos, ids, w in mixes or []:
+        parts += [repr(pos.tolist() if torch.is_tensor(pos) else pos).encode(), ids.cpu().numpy().tobytes(),
+                  w.float().cpu().numpy().tobytes()]
+    return b"|".join(parts)
+
+
+_FUSES: "weakref.WeakKeyDictionary[NoteLM, dict[int, bool]]" = weakref.WeakKeyDictionary()
+
+
+def fuses(model: NoteLM, rows: int) -> bool:
+    """Whether one forward over several runs of events (NoteLM.feed's segments) gives bit for bit what
+    a forward per run gives, with this model, on this machine (its BLAS computing each row of a matrix
+    product alike however many rows there are). Checked once: when it does not, `Reuse` feeds run by run."""
+    known = _FUSES.setdefault(model, {})
+    if rows not in known:
+        dev = next(model.parameters()).device
+        g = torch.Generator().manual_seed(0)
+        C, S = 3 * REUSE_BLOCK + 5, REUSE_BLOCK
+        k = C + 3 * S
+        ev = torch.randint(tk.ONSET0, tk.NOTE_END, (rows, k, 3), generator=g).to(dev)
+        place = torch.full((rows, k), lay.TARGET_PLACE, dtype=torch.long, device=dev)
+        time = torch.arange(k, device=dev)[None].expand(rows, -1).contiguous()
+        segs = [C, S, S, S]
+        one = model.new_cache(rows, k + S)
+        whole = model.feed(ev, place, time, one, segments=segs)
+        apart = model.new_cache(rows, k + S)
+        parts, o = [], 0
+        for n in segs:
+            parts.append(model.feed(ev[:, o:o + n], place[:, o:o + n], time[:, o:o + n], apart))
+            o += n
+        known[rows] = bool(torch.equal(whole, torch.cat(parts, 1))) and all(
+            torch.equal(a, b) for a, b in zip(one.k + one.v, apart.k + apart.v))
+    return known[rows]
+
+
+def _resume(model: NoteLM, reuse: Reuse, row: Row, ev, place, time, aligned, mixes, limit: int):
+    """The hidden state [B, d] after the row's context and the window's notes already played, and the
+    cache holding them, from `reuse` where it holds them; None when the row does not fit the cache."""
+    B, C = place.shape
+    S, dev = REUSE_BLOCK, ev.device
+    played = lay.events_of(row.played) if row.played is not None and len(row.played) else np.zeros((0, 3), np.int64)
+    n = len(played)
+    cap = model.cfg.max_len + 2 * MAX_NOTES + 2 * S     # one size always: the same buffers, the same strides
+    if C + max(-(-n // S) * S, n + limit + 1) > cap:
+        return None
+    key = _context_key(model, ev, place, time, aligned, mixes)
+    fresh = reuse.key != key
+    if fresh:
+        reuse.key, reuse.cache, reuse.ctx, reuse.fed = key, model.new_cache(B, cap, dev), C, np.zeros((0, 3), np.int64)
+        reuse.hidden = torch.zeros(B, cap - C + 1, model.cfg.d_model, dtype=reuse.cache.k[0].dtype, device=dev)
+        reuse.prefills += 1
+    cache = reuse.cache
+    m = min(len(reuse.fed), n)
+    agree = np.all(reuse.fed[:m] == played[:m], axis=1)
+    common = m if agree.all() else int(np.argmin(agree))
+    first = n if common == n else common // S * S       # the block holding the first note not yet fed
+    runs = []                                           # (events, place, time, aligned, window note or -1)
+    if fresh:
+        runs.append((ev, place, time, aligned, -1))
+    if first < n:
+        corr = lay.aligned_notes(_corrupted(row.enc), 0, n + 1)[1:]     # note j is fed with corrupted j + 1
+        when = lay.event_time(played)
+        for b in range(first, n, S):
+            r = min(S, n - b)
+            blk = np.full((S, 3), tk.PAD, dtype=np.int64)
+            blk_al, blk_t = blk.copy(), np.zeros(S, np.int64)
+            blk[:r], blk_al[:r], blk_t[:r] = played[b:b + r], corr[b:b + r], when[b:b + r]
+            runs.append((torch.from_numpy(blk).to(dev)[None].expand(B, -1, -1),
+                         torch.full((B, S), lay.TARGET_PLACE, dtype=torch.long, device=dev),
+                         torch.from_numpy(blk_t).to(dev)[None].expand(B, -1),
+                         torch.from_numpy(blk_al).to(dev)[None].expand(B, -1, -1), b))
+    if runs:
+        cache.pos = 0 if fresh else C + first
+        groups = [runs] if len(runs) == 1 or fuses(model, B) else [[r] for r in runs]
+        for group in groups:
+            cat = [torch.cat([r[i] for r in group], 1).contiguous() for i in range(4)]
+            out = model.feed(*cat[:3], cache, cat[3], mixes if group[0][4] < 0 else None,
+                             segments=[r[1].shape[1] for r in group])
+            reuse.forwards += 1
+            o = 0
+            for r in group:
+                width, b = r[1].shape[1], r[4]
+                if b < 0:
+                    reuse.hidden[:, 0] = out[:, o + width - 1]
+                else:
+                    got = min(S, n - b)
+                    reuse.hidden[:, b + 1:b + got + 1] = out[:, o:o + got]
+                    reuse.fed_notes += got
+                o += width
+    reuse.fed = played.copy()
+    cache.pos = C + n
+    return reuse.hidden[:, n].clone(), cache
+
+
 @torch.no_grad()
 def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Style | None = None,
                   null_id: int | None = None, gen: torch.Generator | None = None, chord_size: int = 3,
                   max_notes: int | None = None, any_controls: tuple[int, int] | None = None,
-                  chord_hold: int = 0) -> list[np.ndarray]:
+                  chord_hold: int = 0, reuse: Reuse | None = None) -> list[np.ndarray]:
     """`decode_rows` for NoteLM: one model step per note; onset, duration and pitch-velocity drawn in
-    turn from the factorised heads, each through the same grammar, guidance and sampling."""
+    turn from the factorised heads, each through the same grammar, guidance and sampling. With
+    `reuse` (one row), the row's context and played notes come from what the last call kept."""
     device = next(model.parameters()).device
     style = style or Style()
     n, V = len(rows), model.cfg.vocab_size
+    if reuse is not None and n != 1:
+        raise ValueError("reuse decodes one row at a time")
     guided = sampling.guidance != 0 and null_id is not None
-    prefixes = [_with_played(r) for r in rows]
+    # With `reuse` the model's input is the context alone, the played notes following in blocks.
+    prefixes = [r.enc if reuse is not None else _with_played(r) for r in rows]
     events = [p.events for p in prefixes]
     if guided:
         uncond = []
@@ -205,8 +332,18 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     if mixes:
         mixes = [(starts + pos, ids, w) for pos, ids, w in mixes]
     limit = min(max_notes or MAX_NOTES, MAX_NOTES)
-    h, cache = model.prefill(ev.to(device), place.to(device), time.to(device), pad.to(device), mixes,
-                             max_new=limit + 1, aligned=aligned.to(device))
+    resumed = None
+    if reuse is not None:
+        resumed = _resume(model, reuse, rows[0], ev.to(device), place.to(device), time.to(device),
+                          aligned.to(device), mixes, limit)
+    if resumed is not None:
+        h, cache = resumed
+    else:
+        if reuse is not None:       # too long to keep: decode as without it
+            return decode_events(model, rows, sampling, style, null_id, gen, chord_size, max_notes,
+                                 any_controls, chord_hold)
+        h, cache = model.prefill(ev.to(device), place.to(device), time.to(device), pad.to(device), mixes,
+                                 max_new=limit + 1, aligned=aligned.to(device))
     melody = [r.melody for r in rows]
     grammar = Grammar(n, V, device, melody_onsets=melody if any(m for m in melody) else None,
                       chord_size=chord_size, chord_hold=chord_hold)

@@ -16,12 +16,20 @@ modes shape what the engine plays:
 - `accompany`: the player's notes so far are part of the window, and the engine plays only under the
   player's line (nothing at or above the lowest note the player holds or just played).
 
+What the model computed is kept between calls, outside the state (per thread, rebuilt when absent):
+the keys and values of the window being played (tatum.generate.decode.Reuse), so a call feeds only the
+notes that changed instead of prefilling the ≈400 events of context again, and the last decodes, so a
+replay from a saved state (the scheduler's rewind) costs nothing. Neither changes a note: a state
+restored from JSON on a fresh stream plays on exactly as the uninterrupted jam.
+
 No I/O here: ports, audio and servers are adapters in `tatum/realtime/` that call this.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -29,7 +37,7 @@ import numpy as np
 from tatum import layout
 from tatum import tokenizer as tk
 from tatum.errors import TatumError
-from tatum.generate.decode import Row, decode_rows
+from tatum.generate.decode import Reuse, Row, decode_rows
 from tatum.generate.engine import ROOM, Conditioning
 from tatum.generate.sampling import Sampling
 from tatum.model.notelm import NoteLM
@@ -39,6 +47,7 @@ W = tk.SEGMENT_MS
 CONTEXT_WINDOWS = 2          # ≈ 10 s of context
 LOOKAHEAD_MS = 500           # each call decodes this far past the end of its chunk
 MODES = ("solo", "respond", "accompany")
+MEMO = 16                    # decodes remembered per thread, for replays (see Stream._decode)
 
 
 @dataclass
@@ -99,10 +108,25 @@ class Stream:
     mode: str = "solo"
     gap_ms: int = 600            # respond: the pause after which the engine answers
     context_windows: int = CONTEXT_WINDOWS
+    lookahead_ms: int = LOOKAHEAD_MS
+    keep: bool = True            # False: keep nothing between calls (the same notes, slower; for tests)
+    # Not part of any state: what the model computed for the last calls, per thread (each jam decodes
+    # on its own thread). Absent (a new stream, another thread) it is rebuilt, and nothing changes.
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise TatumError(f"unknown jam mode {self.mode!r}; modes: {', '.join(MODES)}")
+
+    def kept(self) -> tuple[Reuse, OrderedDict]:
+        """This thread's accelerators: the model's cache of the window being played (decode.Reuse) and
+        the last decodes (for replays)."""
+        local = self._local
+        if not self.keep:
+            return Reuse(), OrderedDict()
+        if not hasattr(local, "reuse"):
+            local.reuse, local.memo = Reuse(), OrderedDict()
+        return local.reuse, local.memo
 
     # ------------------------------------------------------------- the contract
     def generate_chunk(self, state: State | None, conditioning: Conditioning | None = None,
@@ -122,7 +146,7 @@ class Stream:
         out = []
         for w in range(start // W, (end - 1) // W + 1):
             lo, hi = max(start, w * W), min(end, (w + 1) * W)
-            self._plan(state, w, lo, min(hi + LOOKAHEAD_MS, (w + 1) * W), conditioning, sampling)
+            self._plan(state, w, lo, min(hi + self.lookahead_ms, (w + 1) * W), conditioning, sampling)
             plan = _notes(state.plan).shift(w * W)
             out.append(plan.select((plan.onset_ms >= lo) & (plan.onset_ms < hi)))
         chunk = self._filter(state, Notes.merge(out), start, end)
@@ -169,10 +193,21 @@ class Stream:
             from tatum.data.examples import build_encoder_input
             enc = build_encoder_input(self.tok, style_ids, left, "whole_mask", mask, [],
                                       self.model.cfg.max_enc_len)
-        gen = sampling.generator(salt=state.chunk_index * 7919 + w)
+        salt = state.chunk_index * 7919 + w
         row = Row(enc, played=prefix, from_step=-(-from_ms // tk.GRID_MS), until_step=-(-until_ms // tk.GRID_MS))
-        ids = decode_rows(self.model, [row], sampling, style, self.tok.null_style, gen,
-                          any_controls=(self.tok.density_id(None), self.tok.polyphony_id(None)))[0]
+        reuse, memo = self.kept()
+        key = _decode_key(self.model, enc, style, sampling, salt, prefix, row.from_step)
+        if key in memo and memo[key][2] >= row.until_step:
+            # The same decode was done (a replay: the scheduler rewinding to a saved state), as far
+            # or further: its notes up to this horizon are what decoding again would draw.
+            return _shorter(*memo[key], prefix, row.until_step)
+        ids = decode_rows(self.model, [row], sampling, style, self.tok.null_style, sampling.generator(salt=salt),
+                          any_controls=(self.tok.density_id(None), self.tok.polyphony_id(None)),
+                          reuse=reuse if isinstance(self.model, NoteLM) else None)[0]
+        memo[key] = (ids, row.ended, row.until_step)
+        memo.move_to_end(key)
+        while len(memo) > MEMO:
+            memo.popitem(last=False)
         return ids, row.ended
 
     # ------------------------------------------------------------- live input
@@ -191,6 +226,21 @@ class Stream:
         horizon = (state.played_ms // W - self.context_windows - 1) * W
         state.history = [r for r in state.history if r[0] >= horizon]
         state.live = [r for r in state.live if r[0] >= horizon]
+
+
+def _decode_key(model, enc, style, sampling: Sampling, salt: int, prefix: np.ndarray, from_step: int) -> tuple:
+    """Everything a window's decode depends on but its horizon."""
+    arrays = (enc.events, enc.place, enc.time, enc.aligned) if isinstance(enc, layout.Layout) else (enc,)
+    return (id(model), repr(asdict(style)), repr(asdict(sampling)), salt, from_step, prefix.tobytes(),
+            *(np.asarray(a).tobytes() for a in arrays if a is not None))
+
+
+def _shorter(ids: np.ndarray, ended: bool, until_step: int, prefix: np.ndarray, until: int) -> tuple[np.ndarray, bool]:
+    """A decode cut back to a nearer horizon: its notes before the first onset at or after `until`
+    (decoding stops there), and whether it still ended the window."""
+    new = ids[len(prefix):].reshape(-1, 3)
+    cut = int(np.searchsorted(new[:, 0] - tk.ONSET0, until, side="left"))
+    return np.concatenate([prefix, new[:cut].reshape(-1)]), ended and cut == len(new)
 
 
 def generate_chunk(stream: Stream, state: State | None, conditioning: Conditioning | None = None,

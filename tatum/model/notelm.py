@@ -84,14 +84,26 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x, cos, sin, mask=None, cache=None, layer=0):
+    def forward(self, x, cos, sin, mask=None, cache=None, layer=0, segments=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.h, C // self.h).permute(2, 0, 3, 1, 4)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         if cache is not None:
+            start = cache.pos
             k, v = cache.append(layer, k, v)
-        # No dropout on attention weights: it forces SDPA's slow explicit-matrix path on CPU.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and cache is None)
+        if segments is not None:
+            # Runs of rows that attend as separate forwards would (NoteLM.feed): each its own call,
+            # to the keys up to its own end, under its own mask.
+            ys, o = [], 0
+            for n, m in zip(segments, mask):
+                end = start + o + n
+                ys.append(F.scaled_dot_product_attention(q[:, :, o:o + n].contiguous(), k[:, :, :end], v[:, :, :end],
+                                                         attn_mask=m))
+                o += n
+            y = torch.cat(ys, dim=2) if len(ys) > 1 else ys[0]
+        else:
+            # No dropout on attention weights: it forces SDPA's slow explicit-matrix path on CPU.
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and cache is None)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -110,8 +122,8 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.attn, self.mlp = Attention(cfg), MLP(cfg.d_model, cfg.d_ff)
 
-    def forward(self, x, cos, sin, mask=None, cache=None, layer=0):
-        x = x + self.attn(self.ln1(x), cos, sin, mask, cache, layer)
+    def forward(self, x, cos, sin, mask=None, cache=None, layer=0, segments=None):
+        x = x + self.attn(self.ln1(x), cos, sin, mask, cache, layer, segments)
         return x + self.mlp(self.ln2(x))
 
 
@@ -289,3 +301,38 @@ class NoteLM(nn.Module):
             x = block(x, cos, sin, mask=mask, cache=cache, layer=i)
         cache.pos = p + 1
         return self.ln_f(x[:, -1])
+
+    def new_cache(self, rows: int, length: int, device=None) -> Cache:
+        """An empty cache for `rows` rows of up to `length` events."""
+        H, hd = self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads
+        dt = self.tok_emb.weight.dtype
+        device = device or self.tok_emb.weight.device
+        return Cache([torch.zeros(rows, H, length, hd, device=device, dtype=dt) for _ in self.blocks],
+                     [torch.zeros(rows, H, length, hd, device=device, dtype=dt) for _ in self.blocks],
+                     torch.zeros(rows, length, dtype=torch.bool, device=device))
+
+    def feed(self, events: torch.Tensor, place: torch.Tensor, time: torch.Tensor, cache: Cache,
+             aligned: torch.Tensor | None = None, mixes=None, segments: list[int] | None = None) -> torch.Tensor:
+        """`step` for several events per row at once (events [B, k, 3], place and time [B, k], aligned
+        [B, k, 3]; `mixes` as in `embed`): the events go into the cache from its position on, each
+        attending to what the cache holds and to the events before it; returns their hidden states
+        [B, k, d]. One forward streams the weights once, so k events cost little more than one.
+        `segments` (lengths summing to k): the events attend in runs, each as if fed by a call of its
+        own (to the cache up to the run's end, no row padded); the rest of the forward is row by row.
+        No left padding in the cache."""
+        B, k = place.shape
+        p = cache.pos
+        dev = events.device
+        segments = list(segments) if segments else [k]
+        if sum(segments) != k:
+            raise ValueError(f"segments {segments} do not add up to {k} events")
+        x = self.embed(events, place, mixes, aligned)
+        cos, sin = rotary(self.cfg, torch.arange(p, p + k, device=dev), time)
+        masks, o = [], 0
+        for n in segments:
+            masks.append(torch.ones(n, p + o + n, dtype=torch.bool, device=dev).tril(p + o)[None, None])
+            o += n
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, mask=masks, cache=cache, layer=i, segments=segments)
+        cache.pos = p + k
+        return self.ln_f(x)
