@@ -5,19 +5,22 @@
 >>> ids = Tokenizer.default().encode(notes)
 >>> import tatum
 >>> jazz = tatum.improvise(notes, style="jazz", artist="Art Tatum", seed=1)   # needs a model
+>>> tatum.write_edit("song.mid", jazz, "jazz.mid")     # over the source: its tracks, ticks and drums kept
 """
 
 from tatum.errors import MidiError, TatumError
 from tatum.notes import Notes, TempoMap
+from tatum.options import Conditioning, Sampling
 from tatum.tokenizer import Tokenizer
 
-__all__ = ["Notes", "TempoMap", "Tokenizer", "TatumError", "MidiError", "load_model", "improvise",
-           "harmonize", "continue_", "infill"]
+__all__ = ["Notes", "TempoMap", "Tokenizer", "TatumError", "MidiError", "Conditioning", "Sampling", "load_model",
+           "improvise", "harmonize", "continue_", "infill", "write_edit"]
 __version__ = "0.1.0"
 
 # The model and generation pull in torch; import them only when asked for.
 _LAZY = {"load_model": "tatum.model.checkpoint", "improvise": "tatum.generate.tasks",
-         "harmonize": "tatum.generate.tasks", "continue_": "tatum.generate.tasks", "infill": "tatum.generate.tasks"}
+         "harmonize": "tatum.generate.tasks", "continue_": "tatum.generate.tasks", "infill": "tatum.generate.tasks",
+         "write_edit": "tatum.edit"}
 
 
 def __getattr__(name: str):

@@ -28,16 +28,17 @@ def _notes(x: Notes | str | os.PathLike) -> Notes:
 
 
 def get_model(model=None, artist: StyleArg = None):
-    """(model, tokenizer): a loaded pair, a folder or shipped name, or the default — the Art Tatum
-    model when the artist is Art Tatum and that model is present."""
+    """(model, tokenizer): a loaded pair, a folder or shipped name, or the default — $TATUM_MODEL when
+    set, else the Art Tatum model when the artist is Art Tatum and that model is present, else
+    tatum-small."""
     from tatum.model.checkpoint import MODELS_DIR, load_model
 
     if isinstance(model, tuple):
         return model
-    if model is None:
+    if model is None and not os.environ.get("TATUM_MODEL"):   # a default set by the user is used for all
         main = max(artist, key=artist.get) if isinstance(artist, dict) else artist
         model = TATUM_MODEL if str(main).casefold() == "art tatum" and (MODELS_DIR / TATUM_MODEL / "config.json").exists() else None
-    key = str(model)
+    key = str(model) if model is not None else f"default:{os.environ.get('TATUM_MODEL', '')}"
     if key not in _MODELS:
         _MODELS[key] = load_model(model)
     return _MODELS[key]

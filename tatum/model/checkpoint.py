@@ -76,10 +76,15 @@ def save_checkpoint(model: Seq2Seq, tokenizer: Tokenizer, folder: str | os.PathL
     return folder
 
 
+def default_model() -> str:
+    """The model used when none is named: $TATUM_MODEL (a folder or a shipped name), else tatum-small."""
+    return os.environ.get("TATUM_MODEL") or DEFAULT_MODEL
+
+
 def resolve(name_or_path: str | os.PathLike | None) -> Path:
-    """A checkpoint folder from a path or the name of a shipped model."""
+    """A checkpoint folder from a path or the name of a shipped model (None: `default_model()`)."""
     if name_or_path is None:
-        name_or_path = DEFAULT_MODEL
+        name_or_path = default_model()
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         return p
