@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= ../shared/data
 OUT    ?= out
 
-.PHONY: demo test venv shards clean bench
+.PHONY: demo test venv shards clean bench wheel
 
 $(VENV)/.installed: pyproject.toml
 	@scripts/install-system.sh
@@ -39,8 +39,12 @@ shards: venv
 	$(VENV)/bin/tatum data prepare $(DATA)/pijama $(DATA)/pop909 $(DATA)/pianolatron -o $(OUT)/shards
 	$(VENV)/bin/tatum data stats $(OUT)/shards
 
+# The wheel, with the shipped models inside (tatum/models is package data): dist/tatum-*.whl
+wheel: venv
+	$(PY) -m build --wheel --no-isolation --outdir dist
+
 bench: venv
 	$(PY) benchmarks/tokenize_speed.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache dist build
