@@ -26,6 +26,7 @@ import argparse
 import heapq
 import itertools
 import json
+import os
 import random
 import subprocess
 import sys
@@ -192,10 +193,17 @@ def realtime_run(stream, controls, piece, minutes: float, chunk_s: float, buffer
             hog.kill()
         jam.close()
     summary = jam.scheduler.stats.summary()
+    stats = jam.scheduler.stats
+    gen = np.asarray(stats.gen_s) * 1000
     out = {"minutes": minutes, "changes": changes, "underruns": summary["underruns"],
            "late_notes": summary["late_notes"], "notes": summary["notes"], "chunks": summary["chunks"],
            "latency_p50_ms": summary["latency_p50_ms"], "latency_p95_ms": summary["latency_p95_ms"],
-           "latencies": len(jam.scheduler.stats.latencies_ms),
+           "latencies": len(stats.latencies_ms), "latencies_ms": [round(x) for x in stats.latencies_ms],
+           # where a change's latency goes: waiting for the generator, the stream's prepare (the new
+           # style's context), the margin (the rest of the redraw), then the model's first note
+           "rewinds": [{k: (round(v) if isinstance(v, float) else v) for k, v in r.items()} for r in stats.rewinds],
+           "interrupted": stats.interrupted, "call_ms_p50": float(np.median(gen)) if len(gen) else None,
+           "call_ms_p95": float(np.percentile(gen, 95)) if len(gen) else None,
            "send_jitter_p95_ms": summary["jitter_p95_ms"], "note": note}
     try:
         if receiver is not None:
@@ -249,6 +257,7 @@ def main(argv=None) -> dict:
     from tatum.realtime.controls import Controls
 
     console = Console(stderr=True)
+    load_before = os.getloadavg()
     title, piece = dense_piece(args.data, max(args.rtf_seconds, 60.0))
     controls = Controls(seed=1)
     if args.mock:
@@ -279,13 +288,16 @@ def main(argv=None) -> dict:
             ("late notes dropped", fmt(run["late_notes"]), "", None),
             ("MIDI port jitter p95" + ("" if "jitter_p95_ms" in run else " (sender side)"), fmt(jitter, " ms"),
              "≤ 5 ms", jitter is not None and jitter <= 5)]
-    table = Table(title=f"tatum real time — {name}, chunk {args.chunk:g} s, buffer {args.buffer:g} s")
+    table = Table(title=f"tatum real time — {name}, chunk {args.chunk:g} s, buffer {args.buffer:g} s; "
+                        f"load average {load_before[0]:.1f} on {os.cpu_count()} CPUs")
     for col in ("measure", "value", "target", "met"):
         table.add_column(col)
     for label, value, target, ok in rows:
         table.add_row(label, value, target, "" if ok is None else ("yes" if ok else "NO"))
     Console().print(table)
-    result = {"model": name, "piece": title, "chunk_s": args.chunk, "buffer_s": args.buffer, **rtf, **run}
+    result = {"model": name, "piece": title, "chunk_s": args.chunk, "buffer_s": args.buffer, **rtf, **run,
+              "cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+              "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(result))
     return result
 

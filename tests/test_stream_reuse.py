@@ -137,3 +137,37 @@ def test_feed_is_a_multi_event_step(model):
     assert cache.pos == cache2.pos == 30
     assert torch.allclose(fed[0], torch.cat(stepped), atol=1e-5)
     assert all(torch.allclose(a[:, :, :30], b[:, :, :30], atol=1e-5) for a, b in zip(cache.k + cache.v, cache2.k + cache2.v))
+
+
+def test_prepare_computes_the_new_styles_context_ahead_and_changes_no_note(model):
+    from tatum.generate.stream import Interrupted  # noqa: F401
+
+    cond = lambda i: MIX if i >= 4 else JAZZ  # noqa: E731
+    plain, _ = jam(Stream(model, TOK), 8, cond=cond)
+    stream = Stream(model, TOK)
+    first, state = jam(stream, 4)
+    stream.prepare(state, MIX, Sampling(seed=5), state.played_ms + 100)
+    reuse = stream.kept()[0]
+    before = reuse.prefills
+    changed, state = jam(stream, 1, state=state, cond=cond, first=4)
+    assert reuse.prefills == before          # the change found its context ready
+    rest, _ = jam(stream, 3, state=state, cond=cond, first=5)
+    assert same(plain, first + changed + rest)
+
+
+def test_an_interrupted_call_leaves_no_trace(model):
+    from tatum.generate.stream import Interrupted
+
+    whole, _ = jam(Stream(model, TOK), 8)
+    stream = Stream(model, TOK)
+    first, state = jam(stream, 4)
+    saved = state.to_json()
+    asked = []
+    with stream.interruptible(lambda: asked.append(1) or len(asked) > 2):
+        with pytest.raises(Interrupted):
+            for i in range(4, 8):               # some call of these decodes a note: it gives up there
+                _, state = stream.generate_chunk(state, JAZZ, Sampling(seed=5), 0.7, player(i, state))
+    assert asked
+    state = State.from_dict(json.loads(saved))
+    rest, _ = jam(stream, 4, state=state, first=4)
+    assert same(whole, first + rest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -59,19 +60,20 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
                 null_id: int | None = None, gen: torch.Generator | None = None,
                 chord_size: int = 3, max_tokens: int | None = None,
                 any_controls: tuple[int, int] | None = None, chord_hold: int = 0,
-                reuse: "Reuse | None" = None) -> list[np.ndarray]:
+                reuse: "Reuse | None" = None, stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
     """Decode every row to the note tokens of a segment (BOS and EOS stripped).
 
     With guidance, each row is decoded twice in the same batch, the second time with its genre and
     artist set to NULL_STYLE (and, given `any_controls`, its density and polyphony set to those ANY
     ids), and the two logits are mixed; both copies receive the sampled token. `reuse` (NoteLM, one
-    row): what the previous call on the same window kept (see `Reuse`).
+    row): what the previous call on the same window kept (see `Reuse`); `stop` (NoteLM): asked before
+    each note, True raises `Interrupted`.
     """
     if not rows:
         return []
     if isinstance(model, NoteLM):
         return decode_events(model, rows, sampling, style, null_id, gen, chord_size,
-                             None if max_tokens is None else max_tokens // 3, any_controls, chord_hold, reuse)
+                             None if max_tokens is None else max_tokens // 3, any_controls, chord_hold, reuse, stop)
     played = [r.played if r.played is not None else np.zeros(0, np.int64) for r in rows]
     if len(rows) > 1 and any(len(p) or r.from_step for p, r in zip(played, rows)):  # one row at a time
         gen = gen or sampling.generator()
@@ -163,11 +165,24 @@ def _full(part: torch.Tensor, lo: int, vocab: int, end: torch.Tensor | None = No
     return full
 
 
+class Interrupted(Exception):
+    """Decoding was told to stop (`decode_events(stop=…)`): a real-time caller has a newer request."""
+
+
+class _Kept:
+    """One context in the cache, and the window notes fed after it."""
+
+    def __init__(self, key: bytes, cache: Cache, ctx: int, hidden: torch.Tensor):
+        self.key, self.cache, self.ctx, self.hidden = key, cache, ctx, hidden   # hidden [B, n + 1, d]:
+        self.fed = np.zeros((0, 3), np.int64)                  # after the context, after each note fed
+
+
 class Reuse:
     """What one real-time row keeps between the `decode_events` calls that go on with the same window
     under the same conditioning (tatum.generate.stream): the model's keys and values of the row's
     context and of the window's notes, so that a call feeds only the notes that changed since the last
-    one instead of prefilling ≈400 events again.
+    one instead of prefilling ≈400 events again. It holds the `slots` contexts used last (the one
+    being played and, across a change of style, the one about to be).
 
     It speeds decoding up and changes nothing else. The context and the window's notes always reach
     the cache the same way — the context as one run, the notes in blocks of REUSE_BLOCK at fixed places
@@ -176,13 +191,15 @@ class Reuse:
     notes with or without what was kept (a jam restored from JSON, with nothing kept, goes on exactly as
     the uninterrupted one). Not thread-safe: one per decoding thread."""
 
-    def __init__(self):
-        self.key: bytes | None = None      # the context (events, places, times, style mixes) cached
-        self.cache: Cache | None = None
-        self.ctx = 0                       # its length in events
-        self.fed = np.zeros((0, 3), np.int64)   # window notes whose keys/values follow it, as fed
-        self.hidden: torch.Tensor | None = None  # [B, n + 1, d]: after the context, after each note fed
+    def __init__(self, slots: int = 2):
+        self.slots = slots
+        self.kept: list[_Kept] = []          # most recently used first
         self.prefills = self.fed_notes = self.forwards = 0   # work done, for tests and benchmarks
+
+    @property
+    def fed(self) -> np.ndarray:
+        """The window notes fed after the context used last."""
+        return self.kept[0].fed if self.kept else np.zeros((0, 3), np.int64)
 
 
 def _context_key(model, ev, place, time, aligned, mixes) -> bytes:
@@ -234,14 +251,23 @@ def _resume(model: NoteLM, reuse: Reuse, row: Row, ev, place, time, aligned, mix
     if C + max(-(-n // S) * S, n + limit + 1) > cap:
         return None
     key = _context_key(model, ev, place, time, aligned, mixes)
-    fresh = reuse.key != key
+    kept = next((k for k in reuse.kept if k.key == key), None)
+    fresh = kept is None
     if fresh:
-        reuse.key, reuse.cache, reuse.ctx, reuse.fed = key, model.new_cache(B, cap, dev), C, np.zeros((0, 3), np.int64)
-        reuse.hidden = torch.zeros(B, cap - C + 1, model.cfg.d_model, dtype=reuse.cache.k[0].dtype, device=dev)
+        old = reuse.kept[reuse.slots - 1] if len(reuse.kept) >= reuse.slots else None
+        if old is not None and old.cache.k[0].shape[0] == B:       # recycle the least recent one's buffers
+            cache, hidden = old.cache, old.hidden
+            cache.pad.zero_()
+        else:
+            cache = model.new_cache(B, cap, dev)
+            hidden = torch.zeros(B, cap + 1, model.cfg.d_model, dtype=cache.k[0].dtype, device=dev)
+        reuse.kept = [k for k in reuse.kept if k is not old]
+        kept = _Kept(key, cache, C, hidden)
         reuse.prefills += 1
-    cache = reuse.cache
-    m = min(len(reuse.fed), n)
-    agree = np.all(reuse.fed[:m] == played[:m], axis=1)
+    reuse.kept = [kept] + [k for k in reuse.kept if k is not kept][:reuse.slots - 1]
+    cache = kept.cache
+    m = min(len(kept.fed), n)
+    agree = np.all(kept.fed[:m] == played[:m], axis=1)
     common = m if agree.all() else int(np.argmin(agree))
     first = n if common == n else common // S * S       # the block holding the first note not yet fed
     runs = []                                           # (events, place, time, aligned, window note or -1)
@@ -271,33 +297,26 @@ def _resume(model: NoteLM, reuse: Reuse, row: Row, ev, place, time, aligned, mix
             for r in group:
                 width, b = r[1].shape[1], r[4]
                 if b < 0:
-                    reuse.hidden[:, 0] = out[:, o + width - 1]
+                    kept.hidden[:, 0] = out[:, o + width - 1]
                 else:
                     got = min(S, n - b)
-                    reuse.hidden[:, b + 1:b + got + 1] = out[:, o:o + got]
+                    kept.hidden[:, b + 1:b + got + 1] = out[:, o:o + got]
                     reuse.fed_notes += got
                 o += width
-    reuse.fed = played.copy()
+    kept.fed = played.copy()
     cache.pos = C + n
-    return reuse.hidden[:, n].clone(), cache
+    return kept.hidden[:, n].clone(), cache
 
 
-@torch.no_grad()
-def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Style | None = None,
-                  null_id: int | None = None, gen: torch.Generator | None = None, chord_size: int = 3,
-                  max_notes: int | None = None, any_controls: tuple[int, int] | None = None,
-                  chord_hold: int = 0, reuse: Reuse | None = None) -> list[np.ndarray]:
-    """`decode_rows` for NoteLM: one model step per note; onset, duration and pitch-velocity drawn in
-    turn from the factorised heads, each through the same grammar, guidance and sampling. With
-    `reuse` (one row), the row's context and played notes come from what the last call kept."""
+def _inputs(model: NoteLM, rows: list[Row], sampling: Sampling, style: Style, null_id: int | None,
+            any_controls: tuple[int, int] | None, with_played: bool):
+    """The rows' model inputs, left-padded to one length: with guidance each row twice, the second
+    with its style (and, given `any_controls`, its controls) dropped. (ev, place, time, aligned, pad,
+    mixes) on the model's device."""
     device = next(model.parameters()).device
-    style = style or Style()
-    n, V = len(rows), model.cfg.vocab_size
-    if reuse is not None and n != 1:
-        raise ValueError("reuse decodes one row at a time")
+    n = len(rows)
     guided = sampling.guidance != 0 and null_id is not None
-    # With `reuse` the model's input is the context alone, the played notes following in blocks.
-    prefixes = [r.enc if reuse is not None else _with_played(r) for r in rows]
+    prefixes = [_with_played(r) if with_played else r.enc for r in rows]
     events = [p.events for p in prefixes]
     if guided:
         uncond = []
@@ -322,28 +341,61 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         if p.aligned is not None:
             aligned[i, k:] = torch.from_numpy(p.aligned)
         pad[i, k:] = False
+    starts = pad.sum(1).to(device)   # each row's first real position (its genre event)
+    mixes = _mixes(style, B, n, null_id, device) if null_id is not None else None
+    if mixes:
+        mixes = [(starts + pos, ids, w) for pos, ids, w in mixes]
+    return ev.to(device), place.to(device), time.to(device), aligned.to(device), pad.to(device), mixes
+
+
+@torch.no_grad()
+def prime(model: NoteLM, row: Row, sampling: Sampling, reuse: Reuse, style: Style | None = None,
+          null_id: int | None = None, any_controls: tuple[int, int] | None = None) -> bool:
+    """Put the row's context and its played notes into `reuse`, drawing nothing: what a later
+    `decode_events(model, [row'], …, reuse=reuse)` with the same context and guidance then need not
+    compute (real time: the new style's context, ready before the moment it takes over is chosen).
+    False when the row does not fit the cache."""
+    ev, place, time, aligned, _, mixes = _inputs(model, [row], sampling, style or Style(), null_id, any_controls,
+                                                 with_played=False)
+    return _resume(model, reuse, row, ev, place, time, aligned, mixes, MAX_NOTES) is not None
+
+
+@torch.no_grad()
+def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Style | None = None,
+                  null_id: int | None = None, gen: torch.Generator | None = None, chord_size: int = 3,
+                  max_notes: int | None = None, any_controls: tuple[int, int] | None = None,
+                  chord_hold: int = 0, reuse: Reuse | None = None,
+                  stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
+    """`decode_rows` for NoteLM: one model step per note; onset, duration and pitch-velocity drawn in
+    turn from the factorised heads, each through the same grammar, guidance and sampling. With
+    `reuse` (one row), the row's context and played notes come from what the last call kept. `stop`,
+    asked before each note: True raises `Interrupted`."""
+    device = next(model.parameters()).device
+    style = style or Style()
+    n, V = len(rows), model.cfg.vocab_size
+    if reuse is not None and n != 1:
+        raise ValueError("reuse decodes one row at a time")
+    guided = sampling.guidance != 0 and null_id is not None
+    # With `reuse` the model's input is the context alone, the played notes following in blocks.
+    ev, place, time, aligned, pad, mixes = _inputs(model, rows, sampling, style, null_id, any_controls,
+                                                   with_played=reuse is None)
+    B = len(ev)
     # The corrupted notes lined up with the notes to come: the k-th note of a row's window is fed
     # together with its corrupted note k + 1 (tatum.layout.aligned_notes).
     count = torch.tensor([0 if r.played is None else len(r.played) // 3 for r in rows])
     corr = torch.from_numpy(np.stack([lay.aligned_notes(_corrupted(r.enc), 0, MAX_NOTES + 2 + int(c))[:MAX_NOTES + 2]
                                       for r, c in zip(rows, count.tolist())]))
-    starts = pad.sum(1).to(device)   # each row's first real position (its genre event)
-    mixes = _mixes(style, B, n, null_id, device) if null_id is not None else None
-    if mixes:
-        mixes = [(starts + pos, ids, w) for pos, ids, w in mixes]
     limit = min(max_notes or MAX_NOTES, MAX_NOTES)
     resumed = None
     if reuse is not None:
-        resumed = _resume(model, reuse, rows[0], ev.to(device), place.to(device), time.to(device),
-                          aligned.to(device), mixes, limit)
+        resumed = _resume(model, reuse, rows[0], ev, place, time, aligned, mixes, limit)
     if resumed is not None:
         h, cache = resumed
     else:
         if reuse is not None:       # too long to keep: decode as without it
             return decode_events(model, rows, sampling, style, null_id, gen, chord_size, max_notes,
-                                 any_controls, chord_hold)
-        h, cache = model.prefill(ev.to(device), place.to(device), time.to(device), pad.to(device), mixes,
-                                 max_new=limit + 1, aligned=aligned.to(device))
+                                 any_controls, chord_hold, stop=stop)
+        h, cache = model.prefill(ev, place, time, pad, mixes, max_new=limit + 1, aligned=aligned)
     melody = [r.melody for r in rows]
     grammar = Grammar(n, V, device, melody_onsets=melody if any(m for m in melody) else None,
                       chord_size=chord_size, chord_hold=chord_hold)
@@ -368,6 +420,8 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     for r in rows:
         r.ended = False
     for _ in range(limit):
+        if stop is not None and stop():
+            raise Interrupted
         on = mixed(model.onset_logits(h))
         onset = pick(grammar.adjust(_full(on[:, 1:], tk.ONSET0, V, on[:, 0])), grammar.allowed(), sampling, gen)
         grammar.advance(onset)

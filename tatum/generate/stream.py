@@ -5,8 +5,8 @@
 `state=None` starts a jam. The state is explicit and serialisable (`State.to_dict` / `from_dict`): a
 jam can be saved and resumed exactly. Time runs in milliseconds from the jam's start, cut into the
 model's 5 s windows. Each window is a continuation (the last ≈10 s as left context, nothing on the
-right) decoded only as far as the next chunk needs (`LOOKAHEAD_MS` beyond its end) and extended call
-by call, the notes already decided kept as the decoder's prefix: the work per call follows the chunk's
+right) decoded only as far as the chunk needs (plus `LOOKAHEAD_MS`) and extended call by call, the
+notes already decided kept as the decoder's prefix: the work per call follows the chunk's
 length, not the window's. A change of conditioning takes effect inside the current window: the part
 already played stays as the prefix and the rest is redrawn under the new conditioning. Live notes (the musician's) join the context, and in two
 modes shape what the engine plays:
@@ -30,14 +30,16 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Iterator
 
 import numpy as np
 
 from tatum import layout
 from tatum import tokenizer as tk
 from tatum.errors import TatumError
-from tatum.generate.decode import Reuse, Row, decode_rows
+from tatum.generate.decode import Interrupted, Reuse, Row, decode_rows, prime
 from tatum.generate.engine import ROOM, Conditioning
 from tatum.generate.sampling import Sampling
 from tatum.model.notelm import NoteLM
@@ -45,7 +47,9 @@ from tatum.notes import Notes
 
 W = tk.SEGMENT_MS
 CONTEXT_WINDOWS = 2          # ≈ 10 s of context
-LOOKAHEAD_MS = 500           # each call decodes this far past the end of its chunk
+LOOKAHEAD_MS = 0             # each call decodes this far past the end of its chunk (more only delays a
+                             # redraw and answers the player's latest notes later; the plan is extended
+                             # call by call at no extra cost, the model's keys and values being kept)
 MODES = ("solo", "respond", "accompany")
 MEMO = 16                    # decodes remembered per thread, for replays (see Stream._decode)
 
@@ -75,6 +79,11 @@ class State:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
+
+    def copy(self) -> "State":
+        """A deep copy (what `from_dict(to_dict())` gives, without walking it generically)."""
+        return replace(self, plan=[list(r) for r in self.plan], history=[list(r) for r in self.history],
+                       live=[list(r) for r in self.live])
 
 
 def _notes(rows: list[list[int]]) -> Notes:
@@ -128,6 +137,35 @@ class Stream:
             local.reuse, local.memo = Reuse(), OrderedDict()
         return local.reuse, local.memo
 
+    def prepare(self, state: State | None, conditioning: Conditioning | None = None,
+                sampling: Sampling | None = None, at_ms: int | None = None) -> None:
+        """Compute now what a coming `generate_chunk` under `conditioning` will need at jam time `at_ms`
+        (default: the state's clock): the model's context of that window and the notes played in it
+        before `at_ms`. Draws nothing and changes no state, only how long that call takes: on a change
+        of style the scheduler calls it first, then chooses when the change takes over."""
+        if state is None or not self.keep or not isinstance(self.model, NoteLM):
+            return
+        conditioning = conditioning or Conditioning(genre={"jazz": 1.0})
+        sampling = sampling or Sampling()
+        at = state.played_ms if at_ms is None else int(at_ms)
+        w = at // W
+        played = Notes.merge([_notes(state.history), _notes(state.live)])
+        enc, style = self._context(w, played, conditioning)
+        before = played.select((played.onset_ms >= w * W) & (played.onset_ms < at)).shift(-w * W)
+        prime(self.model, Row(enc, played=tk.encode_segment(before)), sampling, self.kept()[0], style,
+              self.tok.null_style, (self.tok.density_id(None), self.tok.polyphony_id(None)))
+
+    @contextmanager
+    def interruptible(self, stop: Callable[[], bool]) -> Iterator[None]:
+        """Within it, decoding on this thread asks `stop()` before each note and, when True, gives up:
+        `generate_chunk` raises `Interrupted` and leaves no trace (the state given to it is unchanged)."""
+        old = getattr(self._local, "stop", None)
+        self._local.stop = stop
+        try:
+            yield
+        finally:
+            self._local.stop = old
+
     # ------------------------------------------------------------- the contract
     def generate_chunk(self, state: State | None, conditioning: Conditioning | None = None,
                        sampling: Sampling | None = None, chunk_s: float = 2.0,
@@ -136,7 +174,7 @@ class Stream:
         state. `live`: the player's notes since the last call, on the same clock."""
         if not 0.05 <= chunk_s <= W / 1000:
             raise TatumError(f"chunk length must be 0.05–{W // 1000} s, not {chunk_s}")
-        state = State() if state is None else State.from_dict(state.to_dict())
+        state = State() if state is None else state.copy()
         conditioning = conditioning or Conditioning(genre={"jazz": 1.0})
         sampling = sampling or Sampling()
         if live is not None and len(live):
@@ -178,10 +216,9 @@ class Stream:
         if not same:
             state.window, state.plan_key, state.plan_ms = w, key, now
 
-    def _decode(self, state: State, w: int, played: Notes, prefix: np.ndarray, from_ms: int, until_ms: int,
-                cond: Conditioning, sampling: Sampling) -> tuple[np.ndarray, bool]:
-        """Window `w` continued after `prefix` from `from_ms` up to `until_ms` (ms in the window): its
-        tokens (prefix included) and whether the model ended the window."""
+    def _context(self, w: int, played: Notes, cond: Conditioning):
+        """The model's input for window `w` continued from the notes `played` before it, and the style
+        mixtures: the last `context_windows` windows on the left, nothing on the right."""
         left = [_window_tokens(played, k) for k in range(max(0, w - self.context_windows), w)]
         last = played.select((played.onset_ms >= (w - 1) * W) & (played.onset_ms < w * W)).shift(-(w - 1) * W)
         style_ids, style = cond.tokens(self.tok, last)
@@ -193,6 +230,13 @@ class Stream:
             from tatum.data.examples import build_encoder_input
             enc = build_encoder_input(self.tok, style_ids, left, "whole_mask", mask, [],
                                       self.model.cfg.max_enc_len)
+        return enc, style
+
+    def _decode(self, state: State, w: int, played: Notes, prefix: np.ndarray, from_ms: int, until_ms: int,
+                cond: Conditioning, sampling: Sampling) -> tuple[np.ndarray, bool]:
+        """Window `w` continued after `prefix` from `from_ms` up to `until_ms` (ms in the window): its
+        tokens (prefix included) and whether the model ended the window."""
+        enc, style = self._context(w, played, cond)
         salt = state.chunk_index * 7919 + w
         row = Row(enc, played=prefix, from_step=-(-from_ms // tk.GRID_MS), until_step=-(-until_ms // tk.GRID_MS))
         reuse, memo = self.kept()
@@ -203,7 +247,8 @@ class Stream:
             return _shorter(*memo[key], prefix, row.until_step)
         ids = decode_rows(self.model, [row], sampling, style, self.tok.null_style, sampling.generator(salt=salt),
                           any_controls=(self.tok.density_id(None), self.tok.polyphony_id(None)),
-                          reuse=reuse if isinstance(self.model, NoteLM) else None)[0]
+                          reuse=reuse if isinstance(self.model, NoteLM) else None,
+                          stop=getattr(self._local, "stop", None))[0]
         memo[key] = (ids, row.ended, row.until_step)
         memo.move_to_end(key)
         while len(memo) > MEMO:

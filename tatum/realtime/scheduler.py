@@ -6,16 +6,21 @@ sleeps until each note-on / note-off is due and hands it to the sinks (MIDI out,
 measures how late each one went out.
 
 A change of controls must not wait for the buffer to play out. The stream's state is explicit, so the
-generator keeps the state from before every chunk; on a change at time t it rewinds to the last
-chunk boundary before the cut point c = t + margin (margin ≈ how long a redraw takes here), replays
-that chunk up to c under the old controls (it reproduces exactly what is buffered: same plan, same
-seed), drops every buffered note from c on, and draws on from c under the new controls. So a change
-is heard after about `margin`, whatever the buffer. The player's notes can trigger the same rewind
+generator keeps the state from before every chunk; on a change it stops the chunk it is drawing (the
+stream's `interruptible`), lets the stream compute what does not depend on the moment of the change
+(`prepare`: the model's context under the new style), then picks the cut point c = now + margin
+(margin ≈ how long the rest of a redraw takes here, learnt from the last ones), rewinds to the last
+chunk boundary before c, replays that chunk up to c under the old controls (it reproduces exactly what
+is buffered: same plan, same seed — the stream remembers it), drops every buffered note from c on, and
+draws on from c under the new controls: a short first chunk, then chunks no longer than the music
+already buffered (so each comes back before it is due), up to the usual length. So a change is heard
+after about prepare + margin, whatever the buffer. The player's notes can trigger the same rewind
 (respond / accompany), so the engine reacts to them without waiting for the buffer either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -36,6 +41,7 @@ from tatum.realtime.transport import JamClock
 
 MIN_CHUNK_MS = 50          # the contract's shortest chunk
 MIN_MARGIN_MS = 60.0       # cut this far ahead at least: the player must not be reached mid-edit
+FIRST_CHUNK_MS = 100       # after a rewind: the first chunk (short, so the change is heard soon)
 SWITCH_S = 0.0005          # the GIL changes hands this often while a jam plays (Python's default: 5 ms)
 _running = 0               # jams playing in this process
 _switch = [sys.getswitchinterval()]
@@ -69,6 +75,10 @@ class Stats:
     lateness_ms: deque = field(default_factory=lambda: deque(maxlen=200_000))   # sent − due, per event
     latencies_ms: list[float] = field(default_factory=list)   # control change → first note under it
     gen_s: deque = field(default_factory=lambda: deque(maxlen=10_000))          # per generate_chunk call
+    redraw_s: list[float] = field(default_factory=list)   # a rewind: cut chosen → first chunk under it back
+    prepare_s: list[float] = field(default_factory=list)  # a rewind: the stream's prepare
+    interrupted: int = 0        # calls given up for a newer request
+    rewinds: deque = field(default_factory=lambda: deque(maxlen=1000))   # per rewind: its times, in ms
     music_ms: float = 0.0       # music drawn
 
     def summary(self) -> dict:
@@ -80,7 +90,9 @@ class Stats:
                 "jitter_p95_ms": _q(dev, 95), "jitter_max_ms": float(dev.max()) if len(dev) else None,
                 "latency_p50_ms": _q(np.asarray(self.latencies_ms), 50),
                 "latency_p95_ms": _q(np.asarray(self.latencies_ms), 95),
-                "gen_s_total": float(sum(self.gen_s))}
+                "gen_s_total": float(sum(self.gen_s)), "interrupted": self.interrupted,
+                "redraw_p95_ms": _q(np.asarray(self.redraw_s) * 1000, 95),
+                "prepare_p95_ms": _q(np.asarray(self.prepare_s) * 1000, 95)}
 
 
 def _q(a: np.ndarray, q: float) -> float | None:
@@ -133,6 +145,10 @@ class Scheduler:
         self._pending: tuple | None = None
         self._waiting: list[tuple[int, float]] = []   # (epoch, wall of the request) for the latency
         self._plan_s = 0.0                 # how long a slow (planning) call takes here, recent max
+        self._redraw_s: float | None = None   # how long a rewind takes from its cut, recent max
+        self._redrawing: float | None = None  # perf_counter of the cut of the rewind under way
+        self._ramp: int | None = None      # after a rewind: 0, then the least next chunk (None: as usual)
+        self._interrupt = threading.Event()   # a newer request: give up the chunk being drawn
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -194,6 +210,8 @@ class Scheduler:
             keep_s = old[1] if old else None
             self._pending = (controls or keep_c, stream or keep_s, time.perf_counter(),
                              reason if old is None else old[3])
+            if reason != "live":          # (the player's notes would never let a chunk finish)
+                self._interrupt.set()
             self._cv.notify_all()
 
     # ---------------------------------------------------------------- threads
@@ -210,6 +228,7 @@ class Scheduler:
         while not self._stop.is_set():
             with self._cv:
                 change, self._pending = self._pending, None
+                self._interrupt.clear()
             now = self.clock.now_ms()
             if change is not None:
                 self._rewind(now, *change)
@@ -222,7 +241,11 @@ class Scheduler:
                         self._cv.wait(min(0.05, (self.horizon - self.buffer_ms - now) / 1000 + 0.001))
 
     def _margin_ms(self) -> float:
-        return max(MIN_MARGIN_MS, 1.3 * self._plan_s * 1000 + 30.0)
+        """How far ahead to cut: what the rest of a redraw takes (learnt from the last rewinds; before
+        the first, from the slowest recent calls), with room to spare."""
+        # before the first rewind: a redraw is a short chunk, some part of a usual (slow) call
+        redraw = self._redraw_s if self._redraw_s is not None else 0.4 * self._plan_s
+        return max(MIN_MARGIN_MS, 1.3 * redraw * 1000 + 30.0)
 
     def _take_live(self, now: float) -> Notes | None:
         parts = self._carry + ([self.live.take(now)] if self.live is not None and now > -np.inf else [])
@@ -230,10 +253,13 @@ class Scheduler:
         parts = [p for p in parts if p is not None and len(p)]
         return Notes.merge(parts) if parts else None
 
-    def _call(self, stream, state, controls: Controls, chunk_ms: int, live: Notes | None):
+    def _call(self, stream, state, controls: Controls, chunk_ms: int, live: Notes | None,
+              interruptible: bool = False):
         cond, sampling = controls.conditioning(), controls.sampling(self.seed)
         t = time.perf_counter()
-        chunk, new = stream.generate_chunk(state, cond, sampling, chunk_ms / 1000, live)
+        scope = getattr(stream, "interruptible", None) if interruptible else None
+        with scope(self._interrupt.is_set) if scope is not None else contextlib.nullcontext():
+            chunk, new = stream.generate_chunk(state, cond, sampling, chunk_ms / 1000, live)
         dt = time.perf_counter() - t
         self.stats.gen_s.append(dt)
         # the margin follows the slow calls (those that decode a window), forgetting slowly; the
@@ -242,15 +268,46 @@ class Scheduler:
             self._plan_s = max(dt, self._plan_s * 0.9) if dt > 0.02 else self._plan_s * 0.98
         return chunk, new
 
+    def _chunk_ms(self) -> int:
+        """The next chunk's length: as asked, but after a rewind first a short one (what the margin
+        covers), then none longer than the music buffered ahead of the clock, so each comes back
+        before it is due, until the usual length is reached."""
+        if self._ramp is None or not self.started:
+            return self.chunk_ms
+        if self._ramp == 0:               # the first chunk under the change
+            self._ramp = FIRST_CHUNK_MS
+            return min(self.chunk_ms, FIRST_CHUNK_MS)
+        ahead = self.horizon - self.clock.now_ms()
+        ms = int(min(self.chunk_ms, max(self._ramp, ahead)))
+        self._ramp = None if ms >= self.chunk_ms else self._ramp
+        return ms
+
     def _generate(self, now: float) -> None:
+        from tatum.generate.stream import Interrupted
+
         live = self._take_live(now)
         start = self.horizon
-        chunk, state = self._call(self.stream, self.state, self.controls, self.chunk_ms, live)
+        ramp = self._ramp
+        chunk_ms = self._chunk_ms()
+        try:
+            chunk, state = self._call(self.stream, self.state, self.controls, chunk_ms, live,
+                                      interruptible=self.started)
+        except Interrupted:               # a newer request came: the loop takes it up first
+            if live is not None:
+                self._carry.append(live)  # (given again with the next chunk)
+            self._ramp = ramp
+            self.stats.interrupted += 1
+            return
         self._snapshots.append(_Snapshot(start, self.state, live, self.controls, self.stream,
-                                         self.chunk_ms, self.epoch))
-        self.state, self.horizon = state, start + self.chunk_ms
+                                         chunk_ms, self.epoch))
+        self.state, self.horizon = state, start + chunk_ms
         self.stats.chunks += 1
-        self.stats.music_ms += self.chunk_ms
+        self.stats.music_ms += chunk_ms
+        if self._redrawing is not None:
+            took = time.perf_counter() - self._redrawing
+            self.stats.redraw_s.append(took)
+            self._redraw_s = took if self._redraw_s is None else max(took, 0.8 * self._redraw_s + 0.2 * took)
+            self._redrawing = None
         if self.started and self.clock.now_ms() > start:
             self.stats.underruns += 1
         self._emit(chunk, start)
@@ -261,6 +318,8 @@ class Scheduler:
 
     def _emit(self, chunk: Notes, start: int) -> None:
         notes = self._quantize(chunk, start)
+        if self.stats.rewinds and "first_ms" not in self.stats.rewinds[-1] and len(notes) and self.started:
+            self.stats.rewinds[-1]["first_ms"] = float(notes.onset_ms.min())
         self.timeline.add(notes, self.epoch)
         if not self.timed and self.started and self._waiting and len(notes):
             self._measure(self.clock.wall_at(float(notes.onset_ms.min())), self.epoch)
@@ -281,6 +340,7 @@ class Scheduler:
         return Notes(np.round(onset), chunk.dur_ms, chunk.pitch, chunk.velocity)
 
     def _rewind(self, now: float, controls: Controls | None, stream, asked: float, reason: str) -> None:
+        began = time.perf_counter()
         self.epoch += 1
         if reason != "live":
             with self._cv:
@@ -289,7 +349,19 @@ class Scheduler:
             self.controls = controls
         if stream is not None:
             self.stream = stream
+        prepare = getattr(self.stream, "prepare", None)
+        if prepare is not None and self.state is not None and self.started:
+            # what does not depend on the moment of the change (the new style's context), before
+            # choosing that moment: the cut then needs to cover only the rest of the redraw
+            t = time.perf_counter()
+            prepare(self.state, self.controls.conditioning(), self.controls.sampling(self.seed),
+                    int(now + self._margin_ms()))
+            self.stats.prepare_s.append(time.perf_counter() - t)
+            now = self.clock.now_ms()
         cut = now + self._margin_ms()
+        self._redrawing, self._ramp = time.perf_counter(), 0
+        self.stats.rewinds.append({"waited": (began - asked) * 1000, "prepare": (self._redrawing - began) * 1000,
+                                   "margin": cut - now, "reason": reason})
         if cut >= self.horizon:
             return                        # nothing drawn beyond the cut: the next chunk has it all
         snaps = [s for s in self._snapshots if s.start_ms <= cut]
@@ -297,7 +369,7 @@ class Scheduler:
             return                        # (only before the first chunk)
         snap = snaps[-1]
         dropped = self._snapshots[self._snapshots.index(snap) + 1:]
-        self._carry = [s.live for s in dropped if s.live is not None]
+        self._carry = [s.live for s in dropped if s.live is not None] + self._carry
         self._snapshots = self._snapshots[:self._snapshots.index(snap)]
         self.state, self.horizon = snap.state, snap.start_ms
         cut = int(np.ceil(cut))
@@ -311,6 +383,8 @@ class Scheduler:
         elif snap.live is not None:
             self._carry.insert(0, snap.live)
         self.timeline.cut(self.horizon)
+        self.stats.rewinds[-1]["cut_ms"] = self.horizon
+        self.stats.rewinds[-1]["replay"] = (time.perf_counter() - self._redrawing) * 1000
         self.stats.cuts += 1
         for cb in self.on_cut:
             cb(float(self.clock.real_ms(np.array([self.horizon]))[0]))
