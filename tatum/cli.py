@@ -584,7 +584,8 @@ def classify_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    task: str = typer.Option(..., help="continuation, infill, style-transfer or harmonize (ImprovNet's protocols)."),
+    task: str = typer.Option(..., help="continuation, infill, style-transfer or harmonize (ImprovNet's protocols), "
+                             "or nll: the model's nats per note per task on a shard folder's val windows."),
     data: Optional[str] = typer.Option(None, help="SOURCE:SPLIT (pijama, pianolatron or pop909 under --data-root) "
                                        "or FOLDER:SPLIT. Default: pianolatron:val for style-transfer, else pijama:val."),
     n: int = typer.Option(8, "--n", help="Pieces, evenly spread through the split."),
@@ -608,12 +609,14 @@ def evaluate_cmd(
     from tatum.evaluate.protocols import Setup, evaluate
     from tatum.evaluate.report import write
 
-    setup = Setup(task, data, n, model, artist, seed, candidates, seconds, data_root)
     out_dir = out_dir or Path(f"eval-{task}")
     if out_dir.exists() and not out_dir.is_dir():
         raise TatumError("exists and is not a folder", out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise TatumError("folder is not empty (use --force to write into it)", out_dir)
+    if task == "nll":
+        return _evaluate_nll(data, n, model, artist, out_dir)
+    setup = Setup(task, data, n, model, artist, seed, candidates, seconds, data_root)
     progress = None
 
     def on_piece(done: int, total: int, title: str) -> None:
@@ -635,6 +638,28 @@ def evaluate_cmd(
     console.print(f"{len(ev.pieces)} pieces → {out_dir}/ (results.json, results.md"
                   + (", curves.png, rolls/" if pictures else "") + ", midi/)", highlight=False, markup=False,
                   soft_wrap=True)
+
+
+def _evaluate_nll(data: str | None, n: int, model: str | None, artist: str | None, out_dir: Path) -> None:
+    """`evaluate --task nll --data SHARDS[:val]`: the validation table every model card carries."""
+    import json
+
+    from tatum.data.shards import ShardSet
+    from tatum.io import write_atomic
+    from tatum.model.checkpoint import load_model
+    from tatum.validation import markdown, table
+
+    if not data:
+        raise TatumError("--task nll needs --data SHARD_FOLDER (from `tatum data prepare`)")
+    folder, _, split = data.partition(":")
+    if split not in ("", "val"):
+        raise TatumError(f"--task nll measures the val split, not {split!r}")
+    name = model or "tatum-small"
+    scores = table({name: load_model(model)}, ShardSet(folder, verify=False), n, artist)
+    text = markdown(scores)
+    write_atomic(out_dir / "results.md", text)
+    write_atomic(out_dir / "results.json", json.dumps({"windows": n, "artist": artist, "scores": scores}, indent=1))
+    typer.echo(text)
 
 
 def _bool(value: str) -> bool:

@@ -422,3 +422,20 @@ def test_each_chunk_decodes_only_as_far_as_it_needs(model, monkeypatch):
     jam(Stream(model, TOK), 6, chunk_s=0.5)
     assert horizons and max(horizons) <= (3000 + stream_mod.LOOKAHEAD_MS) // tk.GRID_MS
     assert all(h <= tk.N_ONSET for h in horizons)
+
+
+def test_evaluate_nll_prints_the_per_task_table(shards, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+
+    from tatum.data.shards import ShardSet
+
+    tok = ShardSet(shards).tokenizer
+    ckpt = save_checkpoint(build_model(preset("note-tiny", tok.vocab_size)), tok, tmp_path / "m")
+    r = subprocess.run([sys.executable, "-m", "tatum.cli", "evaluate", "--task", "nll", "--data", f"{shards}:val",
+                        "--n", "2", "--model", str(ckpt), "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "continuation" in r.stdout and "no_context" in r.stdout
+    scores = json.loads((tmp_path / "out" / "results.json").read_text())["scores"][str(ckpt)]
+    assert set(scores) == set(val_tasks(list(tk.CORRUPTIONS))) | {"all"}
