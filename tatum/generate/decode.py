@@ -11,7 +11,7 @@ import torch
 
 from tatum import layout as lay
 from tatum import tokenizer as tk
-from tatum.generate.sampling import Grammar, Sampling, pick
+from tatum.generate.sampling import Grammar, Sampling, pick, pick_part
 from tatum.model.notelm import Cache, NoteLM
 from tatum.model.transformer import Seq2Seq
 
@@ -153,6 +153,7 @@ def _complete(ids: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ NoteLM
 MAX_NOTES = 256   # notes one window may hold (about 50 notes/s)
 REUSE_BLOCK = 16  # window notes fed per forward with `Reuse` (each block padded to this many rows)
+FAST_PICK = True  # draw on each head's own classes when no melody constrains them (the same draws)
 
 
 def _full(part: torch.Tensor, lo: int, vocab: int, end: torch.Tensor | None = None) -> torch.Tensor:
@@ -416,6 +417,9 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         return torch.cat([t, t]) if guided else t
 
     target_place = torch.full((B,), lay.TARGET_PLACE, dtype=torch.long, device=device)
+    # Without a melody the grammar asks only that onsets do not go back (and a full group moves on):
+    # each head's draw is then made on its own classes (sampling.pick_part), not the whole vocabulary.
+    fast = FAST_PICK and grammar.melody is None
     horizon = _horizons(rows)
     for r in rows:
         r.ended = False
@@ -423,7 +427,11 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         if stop is not None and stop():
             raise Interrupted
         on = mixed(model.onset_logits(h))
-        onset = pick(grammar.adjust(_full(on[:, 1:], tk.ONSET0, V, on[:, 0])), grammar.allowed(), sampling, gen)
+        if fast:    # (the same draws as below, on the heads' own classes)
+            cls = pick_part(on, grammar.onset_allowed(), sampling, gen, V)
+            onset = torch.where(cls == 0, tk.EOS, cls - 1 + tk.ONSET0)
+        else:
+            onset = pick(grammar.adjust(_full(on[:, 1:], tk.ONSET0, V, on[:, 0])), grammar.allowed(), sampling, gen)
         grammar.advance(onset)
         ended = onset == tk.EOS
         for j, e in zip(alive.tolist(), ended.tolist()):
@@ -439,9 +447,15 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
             target_place = target_place[: len(h)]
             count, corr = count[keep], corr[keep]
         dur_logits, g = model.dur_logits(h, both(onset))
-        dur = pick(_full(mixed(dur_logits), tk.DUR0, V), grammar.allowed(), sampling, gen)
+        if fast:
+            dur = pick_part(mixed(dur_logits), None, sampling, gen, V) + tk.DUR0
+        else:
+            dur = pick(_full(mixed(dur_logits), tk.DUR0, V), grammar.allowed(), sampling, gen)
         grammar.advance(dur)
-        pv = pick(_full(mixed(model.pv_logits(g, both(dur))), tk.PV0, V), grammar.allowed(), sampling, gen)
+        if fast:
+            pv = pick_part(mixed(model.pv_logits(g, both(dur))), None, sampling, gen, V) + tk.PV0
+        else:
+            pv = pick(_full(mixed(model.pv_logits(g, both(dur))), tk.PV0, V), grammar.allowed(), sampling, gen)
         grammar.advance(pv)
         note = torch.stack([onset, dur, pv], dim=1)
         for j, triple in zip(alive.tolist(), note.tolist()):

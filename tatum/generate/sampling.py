@@ -91,6 +91,16 @@ class Grammar:
             logits[rows, tk.ONSET0 + nxt[rows]] = merged[rows].to(logits.dtype)
         return logits
 
+    def onset_allowed(self) -> torch.Tensor:
+        """`allowed()` through the onset head's eyes, for rows about to choose an onset when there is no
+        melody: [B, 1 + N_ONSET], the window's end (EOS) then each onset step."""
+        on = self.onset_steps[None, :] >= self.last_onset[:, None]
+        full = self.group_notes >= MAX_GROUP
+        if full.any():
+            later = self.onset_steps[None, :] > (self.group_start + self.chord_steps)[:, None]
+            on &= torch.where(full[:, None], later, torch.ones_like(later))
+        return torch.cat([torch.ones(len(on), 1, dtype=torch.bool, device=on.device), on], dim=1)
+
     def allowed(self) -> torch.Tensor:
         allow = self.masks[self.state]  # indexing copies
         on = allow[:, tk.ONSET0:tk.DUR0]
@@ -176,3 +186,26 @@ def pick(logits: torch.Tensor, allowed: torch.Tensor, s: Sampling, gen: torch.Ge
         values = values.masked_fill(probs.cumsum(dim=-1) - probs >= s.top_p, float("-inf"))
     choice = torch.multinomial(torch.softmax(values, dim=-1), 1, generator=gen)
     return index.gather(-1, choice).squeeze(-1)
+
+
+def pick_part(logits: torch.Tensor, allowed: torch.Tensor | None, s: Sampling, gen: torch.Generator,
+              vocab: int) -> torch.Tensor:
+    """`pick` over one slice of a `vocab`-wide vocabulary (logits [B, n]; allowed [B, n], None: all),
+    everything outside it forbidden: the same draw as `pick` on the whole rows — the same token (here
+    its index in the slice), from the same random numbers — without building them."""
+    logits = logits.float()
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    if s.temperature <= 0:
+        return logits.argmax(dim=-1)
+    n = logits.shape[-1]
+    k = s.top_k if 0 < s.top_k < vocab else vocab
+    values, index = torch.topk(logits, min(k, n), dim=-1)
+    if k > n:      # the whole rows rank k entries, the others forbidden: as many draws, none of them chosen
+        values = torch.cat([values, values.new_full((len(values), k - n), float("-inf"))], dim=-1)
+    values = values / s.temperature
+    if s.top_p < 1.0:
+        probs = torch.softmax(values, dim=-1)
+        values = values.masked_fill(probs.cumsum(dim=-1) - probs >= s.top_p, float("-inf"))
+    choice = torch.multinomial(torch.softmax(values, dim=-1), 1, generator=gen)
+    return index.gather(-1, choice.clamp(max=n - 1)).squeeze(-1)
