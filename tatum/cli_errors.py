@@ -55,7 +55,12 @@ def one_line(e: Exception) -> str:
     if isinstance(e, click.exceptions.MissingParameter):
         return f"{where} needs {_param_name(e.param)} ({where} --help)"
     if isinstance(e, click.exceptions.BadParameter):
-        return f"{_param_name(e.param)}: {e.message.rstrip('.')}"
+        message = e.message.rstrip(".")
+        for words, say in (("valid integer", "takes a whole number"), ("valid number", "takes a number"),
+                           ("valid float", "takes a number")):
+            if words in message:
+                return f"{_param_name(e.param)} {say} ({where} --help)"
+        return f"{_param_name(e.param)}: {message}"
     if isinstance(e, click.exceptions.BadOptionUsage) and "requires an argument" in e.message:
         return f"{e.option_name} needs a value ({where} --help)"
     message = " ".join(e.format_message().split()).rstrip(".")

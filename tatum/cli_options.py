@@ -7,7 +7,7 @@ import functools
 import inspect
 import math
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional, get_args, get_type_hints
 
 import typer
 
@@ -26,9 +26,18 @@ def opt(default: Any, help: str, *names: str, metavar: str = "", advanced: bool 
                         metavar=metavar, show_default=False, rich_help_panel=ADVANCED if advanced else None)
 
 
+def _type(spec: options.Spec):
+    """What the option parser reads: text for mixtures and buckets (their checks parse it), else the
+    field's own type."""
+    if spec.text:
+        return Optional[str]
+    hint = {**get_type_hints(options.Conditioning), **get_type_hints(options.Sampling)}[spec.name]
+    args = [a for a in get_args(hint) if a is not type(None)]
+    return Optional[args[0]] if args else hint
+
+
 def _annotation(spec: options.Spec, verb: str | None):
-    kind = {"temperature": float, "top_p": float, "guidance": float, "top_k": int, "seed": Optional[int]}
-    typ = Optional[str] if spec.text else kind[spec.name]
+    typ = _type(spec)
     shown = _cli_default(spec, verb)
     if shown is None and spec.name in ("density", "polyphony"):
         shown = "any"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Iterable
 
 from tatum import tokenizer as tk
@@ -191,9 +191,11 @@ class Conditioning:
         def single(mix, lookup):
             return lookup(max(mix, key=mix.get)) if mix else tok.null_style
 
+        def blend(mix, lookup):    # a single name needs no mixing: its token is in the input already
+            return {lookup(k): w for k, w in mix.items()} if mix and len(mix) > 1 else None
+
         dens = tk.density_bucket(len(source)) if self.density == "source" else self.density
         poly = tk.polyphony_bucket(source) if self.polyphony == "source" else self.polyphony
-        blend = lambda mix, lookup: {lookup(k): w for k, w in mix.items()} if mix and len(mix) > 1 else None  # noqa: E731
         style = Style(genre=blend(self.genre, tok.genre_id), artist=blend(self.artist, tok.artist_id))
         ids = (single(self.genre, tok.genre_id), single(self.artist, tok.artist_id), tok.density_id(dens),
                tok.polyphony_id(poly))
@@ -282,7 +284,3 @@ def vocabulary() -> tuple[list[str], list[str]]:
     """(styles, pianists) of the shipped models, for help texts."""
     tok = tk.Tokenizer.default()
     return list(tok.genres), list(tok.artists)
-
-
-def as_dict(cond: Conditioning, samp: Sampling) -> dict:
-    return asdict(cond) | asdict(samp)
