@@ -584,25 +584,22 @@ def classify_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    task: str = typer.Option(..., help="continuation, infill, style-transfer or harmonize (ImprovNet's protocols), "
-                             "or nll: the model's nats per note per task on a shard folder's val windows."),
-    data: Optional[str] = typer.Option(None, help="SOURCE:SPLIT (pijama, pianolatron or pop909 under --data-root) "
-                                       "or FOLDER:SPLIT. Default: pianolatron:val for style-transfer, else pijama:val."),
-    n: int = typer.Option(8, "--n", help="Pieces, evenly spread through the split."),
-    model: Model = None,
+    task: str = opt(..., "continuation, infill, style-transfer, harmonize or nll.", metavar="TASK"),
+    data: Optional[str] = opt(None, "SOURCE:SPLIT or FOLDER:SPLIT (nll: SHARDS).", metavar="WHERE"),
+    n: int = opt(8, "Pieces, evenly spread through the split.", "--n", metavar="N"),
     artist: Artist = None,
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for results.json, results.md, "
-                                           "curves.png, rolls/ and midi/ (default: eval-TASK)."),
-    seed: int = typer.Option(0, help="Piece k is generated with seed + k."),
-    candidates: Candidates = 1,
-    seconds: Optional[float] = typer.Option(None, help="Excerpt length: style-transfer 60 s, harmonize 30 s."),
-    data_root: Optional[Path] = typer.Option(None, help="Where pijama/, pianolatron/, pop909/ are "
-                                             "(default: $TATUM_DATA or ../shared/data)."),
-    pictures: bool = typer.Option(True, "--pictures/--no-pictures", help="Piano rolls and curves."),
+    out_dir: Optional[Path] = opt(None, "Folder for the results (eval-TASK).", "--out", "-o", metavar="DIR"),
     force: Force = False,
+    seed: int = opt(0, "Piece k is generated with seed + k.", metavar="N", advanced=True),
+    seconds: Optional[float] = opt(None, "Excerpt: style-transfer 60 s, harmonize 30.", metavar="S", advanced=True),
+    data_root: Optional[Path] = opt(None, "Where the collections are ($TATUM_DATA).", metavar="DIR", advanced=True),
+    no_pictures: bool = opt(False, "No piano rolls and curves.", "--no-pictures", advanced=True),
+    candidates: Candidates = 1,
+    model: Model = None,
 ):
-    """Run a task on N real pieces with fixed seeds and measure it as ImprovNet did; writes JSON, a
-    markdown table beside ImprovNet's published figures, and pictures.
+    """Run a task on N real pieces with fixed seeds and measure it as ImprovNet did: results.json,
+    results.md beside ImprovNet's published figures, curves.png, rolls/ and midi/. Default data:
+    pianolatron:val for style-transfer, else pijama:val (under --data-root).
 
     Example: tatum evaluate --task continuation --data pijama:val --n 8 --out eval/continuation
     """
@@ -633,6 +630,7 @@ def evaluate_cmd(
     finally:
         if progress is not None:
             progress.__exit__(None, None, None)
+    pictures = not no_pictures
     files = write(ev, out_dir, pictures=pictures)
     typer.echo(open(files["markdown"], encoding="utf-8").read())
     console.print(f"{len(ev.pieces)} pieces → {out_dir}/ (results.json, results.md"
