@@ -513,6 +513,7 @@ def pipeline_cmd(
     from_prompt: Annotated[Optional[str], typer.Option("--from-prompt", metavar="TEXT", help="Start from audio "
                                                        "Magenta RT makes of TEXT.", rich_help_panel=ADVANCED)] = None,
     prompt_seconds: float = opt(20.0, "--from-prompt: seconds of audio.", metavar="S", advanced=True),
+    plugin: Plugin = [],
     soundfont: Soundfont = None,
     model: Model = None,
 ):
@@ -522,6 +523,7 @@ def pipeline_cmd(
 
     check_number("--first", first, above=0)
     check_number("--prompt-seconds", prompt_seconds, hi=600, above=0)
+    load_plugins(plugin)
     labels = {"prompt": "making audio (Magenta RT)", "transcribe": "transcribing (s)",
               "improvise": "improvising (passes)", "render": "rendering (s)", "plot": "piano roll"}
     progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), TaskProgressColumn(),
