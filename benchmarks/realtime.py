@@ -202,6 +202,8 @@ def realtime_run(stream, controls, piece, minutes: float, chunk_s: float, buffer
            # where a change's latency goes: waiting for the generator, the stream's prepare (the new
            # style's context), the margin (the rest of the redraw), then the model's first note
            "rewinds": [{k: (round(v) if isinstance(v, float) else v) for k, v in r.items()} for r in stats.rewinds],
+           "underrun_log": [{k: (round(v) if isinstance(v, float) else v) for k, v in u.items()}
+                            for u in list(stats.underrun_log)[:20]],
            "interrupted": stats.interrupted, "call_ms_p50": float(np.median(gen)) if len(gen) else None,
            "call_ms_p95": float(np.percentile(gen, 95)) if len(gen) else None,
            "send_jitter_p95_ms": summary["jitter_p95_ms"], "note": note}
@@ -218,17 +220,24 @@ def realtime_run(stream, controls, piece, minutes: float, chunk_s: float, buffer
     return out
 
 
-def port_jitter(sent: list, got: list) -> dict:
-    """Match each message sent with its arrival (same bytes, in order): jitter and offset at the port."""
-    d, j, lost = [], 0, 0
-    for due, _, msg in sent:
-        k = next((k for k in range(j, min(j + 64, len(got))) if got[k][1] == msg), None)
-        if k is None:                   # not received (or not in order): counted, not matched
+def port_jitter(sent: list, got: list, window_s: float = 0.05) -> dict:
+    """Match each message sent with its arrival — the first not yet matched with the same bytes that
+    arrived after it was sent and within `window_s` (both sides read the same monotonic clock) — and
+    measure jitter and offset at the port. A message lost on the way (or later than `window_s`) is
+    counted and skipped; it cannot shift the matching of the ones after it."""
+    by_bytes: dict[tuple, list[int]] = {}
+    for k, (_, msg) in enumerate(got):
+        by_bytes.setdefault(tuple(msg), []).append(k)
+    used, d, lost = set(), [], 0
+    for due, at, msg in sent:
+        k = next((k for k in by_bytes.get(tuple(msg), ()) if k not in used and at - 0.001 <= got[k][0] <= at + window_s),
+                 None)
+        if k is None:
             lost += 1
             continue
+        used.add(k)
         if due is not None:
             d.append(got[k][0] - due)
-        j = k + 1
     d = np.array(d) * 1000
     if not len(d):
         return {"port_events": 0, "port_lost": lost}
@@ -286,6 +295,7 @@ def main(argv=None) -> dict:
             (f"buffer underruns ({args.minutes:g} min, {'one core busy' if not args.no_busy else 'idle'})",
              fmt(run["underruns"]), "0", run["underruns"] == 0),
             ("late notes dropped", fmt(run["late_notes"]), "", None),
+            ("MIDI messages lost at the port", fmt(run.get("port_lost")), "", None),
             ("MIDI port jitter p95" + ("" if "jitter_p95_ms" in run else " (sender side)"), fmt(jitter, " ms"),
              "≤ 5 ms", jitter is not None and jitter <= 5)]
     table = Table(title=f"tatum real time — {name}, chunk {args.chunk:g} s, buffer {args.buffer:g} s; "

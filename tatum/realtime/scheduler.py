@@ -75,10 +75,11 @@ class Stats:
     lateness_ms: deque = field(default_factory=lambda: deque(maxlen=200_000))   # sent − due, per event
     latencies_ms: list[float] = field(default_factory=list)   # control change → first note under it
     gen_s: deque = field(default_factory=lambda: deque(maxlen=10_000))          # per generate_chunk call
-    redraw_s: list[float] = field(default_factory=list)   # a rewind: cut chosen → first chunk under it back
+    ramp_need_ms: list[float] = field(default_factory=list)   # per rewind: the margin it needed (see _ramped)
     prepare_s: list[float] = field(default_factory=list)  # a rewind: the stream's prepare
     interrupted: int = 0        # calls given up for a newer request
     rewinds: deque = field(default_factory=lambda: deque(maxlen=1000))   # per rewind: its times, in ms
+    underrun_log: deque = field(default_factory=lambda: deque(maxlen=1000))   # per underrun: what was late
     music_ms: float = 0.0       # music drawn
 
     def summary(self) -> dict:
@@ -91,7 +92,7 @@ class Stats:
                 "latency_p50_ms": _q(np.asarray(self.latencies_ms), 50),
                 "latency_p95_ms": _q(np.asarray(self.latencies_ms), 95),
                 "gen_s_total": float(sum(self.gen_s)), "interrupted": self.interrupted,
-                "redraw_p95_ms": _q(np.asarray(self.redraw_s) * 1000, 95),
+                "ramp_need_p95_ms": _q(np.asarray(self.ramp_need_ms), 95),
                 "prepare_p95_ms": _q(np.asarray(self.prepare_s) * 1000, 95)}
 
 
@@ -145,9 +146,14 @@ class Scheduler:
         self._pending: tuple | None = None
         self._waiting: list[tuple[int, float]] = []   # (epoch, wall of the request) for the latency
         self._plan_s = 0.0                 # how long a slow (planning) call takes here, recent max
-        self._redraw_s: float | None = None   # how long a rewind takes from its cut, recent max
-        self._redrawing: float | None = None  # perf_counter of the cut of the rewind under way
-        self._ramp: int | None = None      # after a rewind: 0, then the least next chunk (None: as usual)
+        # After a rewind the chunks ramp up from a short one: `_ramp` is the last one's length (0 before
+        # the first, None when chunks are back to their usual length); `_ramp_t0` when the cut was
+        # chosen, `_ramp_music` the music drawn since, `_ramp_need` the margin this ramp needed so far,
+        # `_need_ms` what recent ramps needed (recent max): the next margin.
+        self._ramp: int | None = None
+        self._ramp_t0 = 0.0
+        self._ramp_music = self._ramp_need = 0.0
+        self._need_ms: float | None = None
         self._interrupt = threading.Event()   # a newer request: give up the chunk being drawn
         self._cv = threading.Condition()
         self._stop = threading.Event()
@@ -243,9 +249,9 @@ class Scheduler:
     def _margin_ms(self) -> float:
         """How far ahead to cut: what the rest of a redraw takes (learnt from the last rewinds; before
         the first, from the slowest recent calls), with room to spare."""
-        # before the first rewind: a redraw is a short chunk, some part of a usual (slow) call
-        redraw = self._redraw_s if self._redraw_s is not None else 0.4 * self._plan_s
-        return max(MIN_MARGIN_MS, 1.3 * redraw * 1000 + 30.0)
+        # before the first rewind: a guess from the slowest recent calls (what a ramp needs under load)
+        need = self._need_ms if self._need_ms is not None else 600 * self._plan_s
+        return max(MIN_MARGIN_MS, 1.2 * need + 20.0)
 
     def _take_live(self, now: float) -> Notes | None:
         parts = self._carry + ([self.live.take(now)] if self.live is not None and now > -np.inf else [])
@@ -269,18 +275,36 @@ class Scheduler:
         return chunk, new
 
     def _chunk_ms(self) -> int:
-        """The next chunk's length: as asked, but after a rewind first a short one (what the margin
-        covers), then none longer than the music buffered ahead of the clock, so each comes back
-        before it is due, until the usual length is reached."""
+        """The next chunk's length: as asked, but after a rewind first a short one, then each twice the
+        last (or as long as the music buffered ahead, if longer) up to the usual length; behind the
+        clock already, the usual length (long chunks catch up soonest)."""
         if self._ramp is None or not self.started:
             return self.chunk_ms
         if self._ramp == 0:               # the first chunk under the change
-            self._ramp = FIRST_CHUNK_MS
             return min(self.chunk_ms, FIRST_CHUNK_MS)
         ahead = self.horizon - self.clock.now_ms()
-        ms = int(min(self.chunk_ms, max(self._ramp, ahead)))
-        self._ramp = None if ms >= self.chunk_ms else self._ramp
-        return ms
+        if ahead <= 0:
+            return self.chunk_ms
+        return int(min(self.chunk_ms, max(2 * self._ramp, ahead)))
+
+    def _ramped(self, chunk_ms: int) -> None:
+        """A chunk of the ramp came back: how far past the cut it did, less the music before it, is the
+        margin it needed to be on time; the largest over the ramp teaches the next margins."""
+        need = (time.perf_counter() - self._ramp_t0) * 1000 - self._ramp_music
+        self._ramp_need = max(self._ramp_need, need)
+        self._ramp_music += chunk_ms
+        self._ramp = chunk_ms
+        if chunk_ms >= self.chunk_ms:
+            self._learn()
+
+    def _learn(self) -> None:
+        if self._ramp is None:
+            return
+        if self._ramp_music > 0:
+            need = self._ramp_need
+            self.stats.ramp_need_ms.append(need)
+            self._need_ms = need if self._need_ms is None else max(need, 0.85 * self._need_ms + 0.15 * need)
+        self._ramp = None
 
     def _generate(self, now: float) -> None:
         from tatum.generate.stream import Interrupted
@@ -303,13 +327,13 @@ class Scheduler:
         self.state, self.horizon = state, start + chunk_ms
         self.stats.chunks += 1
         self.stats.music_ms += chunk_ms
-        if self._redrawing is not None:
-            took = time.perf_counter() - self._redrawing
-            self.stats.redraw_s.append(took)
-            self._redraw_s = took if self._redraw_s is None else max(took, 0.8 * self._redraw_s + 0.2 * took)
-            self._redrawing = None
+        if self._ramp is not None and self.started:
+            self._ramped(chunk_ms)
         if self.started and self.clock.now_ms() > start:
             self.stats.underruns += 1
+            self.stats.underrun_log.append({"start_ms": start, "late_ms": self.clock.now_ms() - start,
+                                            "chunk_ms": chunk_ms, "call_ms": self.stats.gen_s[-1] * 1000,
+                                            "ramp": ramp is not None, "cuts": self.stats.cuts})
         self._emit(chunk, start)
         # keep only the states a rewind can still reach
         floor = (self.clock.now_ms() if self.started else 0) - self.chunk_ms
@@ -359,8 +383,9 @@ class Scheduler:
             self.stats.prepare_s.append(time.perf_counter() - t)
             now = self.clock.now_ms()
         cut = now + self._margin_ms()
-        self._redrawing, self._ramp = time.perf_counter(), 0
-        self.stats.rewinds.append({"waited": (began - asked) * 1000, "prepare": (self._redrawing - began) * 1000,
+        self._learn()                     # (a ramp cut short by this change still teaches)
+        self._ramp, self._ramp_t0, self._ramp_music, self._ramp_need = 0, time.perf_counter(), 0.0, 0.0
+        self.stats.rewinds.append({"waited": (began - asked) * 1000, "prepare": (self._ramp_t0 - began) * 1000,
                                    "margin": cut - now, "reason": reason})
         if cut >= self.horizon:
             return                        # nothing drawn beyond the cut: the next chunk has it all
@@ -384,7 +409,7 @@ class Scheduler:
             self._carry.insert(0, snap.live)
         self.timeline.cut(self.horizon)
         self.stats.rewinds[-1]["cut_ms"] = self.horizon
-        self.stats.rewinds[-1]["replay"] = (time.perf_counter() - self._redrawing) * 1000
+        self.stats.rewinds[-1]["replay"] = (time.perf_counter() - self._ramp_t0) * 1000
         self.stats.cuts += 1
         for cb in self.on_cut:
             cb(float(self.clock.real_ms(np.array([self.horizon]))[0]))
