@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from tatum.notes import Notes
 from tatum import tokenizer
+from tatum.corruption import CHORD_MS, group_onsets
+from tatum.notes import Notes
 from tatum.tokenizer import SEGMENT_MS, mean_polyphony
 
 __all__ = ["note_density", "mean_ioi", "pitch_class_histogram", "pitch_class_kl", "pctm", "pctm_legato", "pctm_cosine",
            "polyphony_rate", "mean_polyphony", "distinct_chords", "rich_chord_share", "chroma", "chroma_r",
-           "chroma_ssm", "ssm_correlation", "bass_presence", "median_pitch", "estimate_key", "same_key",
+           "unit_rows", "chroma_ssm", "ssm_correlation", "bass_presence", "median_pitch", "estimate_key", "same_key",
            "melody_kept", "onset_groups", "pulse_clarity", "summary"]
 
-GROUP_MS = 50
+GROUP_MS = CHORD_MS                  # 50 ms, as the skyline corruption
 BASS_BELOW = 48                      # C3: below it is the left hand's bass register
 KL_EPS = 1e-3
 
@@ -39,17 +40,8 @@ def note_density(notes: Notes, seconds: float | None = None) -> float:
 
 def onset_groups(notes: Notes, group_ms: int = GROUP_MS) -> np.ndarray:
     """Group index of each note: a new group starts at an onset more than `group_ms` after the
-    current group's first onset."""
-    onset = notes.onset_ms.astype(np.int64)
-    group = np.zeros(len(onset), dtype=np.int64)
-    g, first = 0, None
-    for i, t in enumerate(onset.tolist()):
-        if first is None or t - first > group_ms:
-            if first is not None:
-                g += 1
-            first = t
-        group[i] = g
-    return group
+    current group's first onset (the skyline corruption's `group_onsets`)."""
+    return group_onsets(notes.onset_ms, group_ms)
 
 
 def mean_ioi(notes: Notes, group_ms: int = GROUP_MS) -> float:
@@ -208,14 +200,18 @@ def chroma_r(a: Notes, b: Notes, t0: int, t1: int, frame_ms: int = 1000) -> floa
     return float(np.mean(rs)) if rs else float("nan")
 
 
+def unit_rows(c: np.ndarray) -> np.ndarray:
+    """Each row (a chroma frame) scaled to length 1; all-zero rows (silent frames) stay zero."""
+    norm = np.linalg.norm(c, axis=1, keepdims=True)
+    return np.divide(c, norm, out=np.zeros_like(c, dtype=np.float64), where=norm > 0)
+
+
 def chroma_ssm(notes: Notes, t0: int | None = None, t1: int | None = None, frame_ms: int = 1000) -> np.ndarray:
     """[frames, frames] cosine self-similarity of the piece's chroma frames (0 where a frame is
     silent). Transposing the piece leaves it unchanged."""
     t0 = notes.start_ms if t0 is None else t0
     t1 = notes.end_ms if t1 is None else t1
-    c = chroma(notes, t0, t1, frame_ms)
-    norm = np.linalg.norm(c, axis=1, keepdims=True)
-    c = np.divide(c, norm, out=np.zeros_like(c), where=norm > 0)
+    c = unit_rows(chroma(notes, t0, t1, frame_ms))
     return c @ c.T
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from tatum import tokenizer as tk
 from tatum.evaluate.classify import Classifier
 from tatum.evaluate.features import MIN_NOTES, WINDOW_MS, encode_window
-from tatum.evaluate.metrics import chroma
+from tatum.evaluate.metrics import chroma, unit_rows
 from tatum.notes import Notes
 
 SPAN = WINDOW_MS // tk.SEGMENT_MS        # token windows in one classifier window (3)
@@ -161,12 +161,7 @@ def _frames(windows: list[Notes]) -> np.ndarray:
     if not windows:
         return np.zeros((0, 12))
     c = np.concatenate([chroma(w, 0, tk.SEGMENT_MS, FRAME_MS) if len(w) else np.zeros((per, 12)) for w in windows])
-    return _unit(c)
-
-
-def _unit(c: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(c, axis=1, keepdims=True)
-    return np.divide(c, norm, out=np.zeros_like(c), where=norm > 0)
+    return unit_rows(c)
 
 
 def structure_agreement(original: np.ndarray, current: np.ndarray, t: int, candidate: Notes) -> float:
@@ -179,7 +174,7 @@ def structure_agreement(original: np.ndarray, current: np.ndarray, t: int, candi
     if own[-1] >= n:
         return 0.0
     cur = current[:n].copy()
-    cur[own] = _unit(chroma(candidate, 0, tk.SEGMENT_MS, FRAME_MS))
+    cur[own] = unit_rows(chroma(candidate, 0, tk.SEGMENT_MS, FRAME_MS))
     others = np.setdiff1d(np.arange(n), own)
     a = (original[own] @ original[others].T).ravel()
     b = (cur[own] @ cur[others].T).ravel()

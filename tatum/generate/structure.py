@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from tatum.evaluate.metrics import pitch_class_histogram
 from tatum.notes import Notes
 
 
@@ -16,8 +17,7 @@ def segment_features(segments: list[Notes]) -> np.ndarray:
         if not len(s):
             continue
         w = s.dur_ms.astype(np.float64)
-        np.add.at(feats[i], s.pitch % 12, w)
-        feats[i, :12] /= max(feats[i, :12].sum(), 1e-9)
+        feats[i, :12] = pitch_class_histogram(s, velocity=False)
         feats[i, 12] = (np.average(s.pitch, weights=w) - 60) / 24
         feats[i, 13] = np.log1p(len(s)) / 5
         feats[i, 14] = (s.pitch.max() - s.pitch.min()) / 48
