@@ -469,7 +469,7 @@ def transcribe_cmd(
 
     Example: tatum transcribe idea.wav -o idea.mid
     """
-    from tatum.audio.transcribe import transcribe
+    from tatum.audio.transcribe import open_audio, transcribe
     from tatum.io import check_writable
 
     check_outputs(out_path, png)
@@ -479,6 +479,7 @@ def transcribe_cmd(
     check_writable(out_path, force)
     if png:
         check_writable(png, force)
+    open_audio(inp).close()   # a missing or unreadable file is one error line, before any progress bar
     with _progress() as progress:
         task = progress.add_task("transcribing", total=None)
 
@@ -542,7 +543,8 @@ def pipeline_cmd(
                        plan=plan, seed=sampling.seed, force=force, soundfont=soundfont, on_stage=on_stage,
                        conditioning=conditioning, sampling=sampling, model=model)
     finally:
-        progress.stop()
+        if tasks:   # started by the first stage; a mistake found before it leaves stderr one line
+            progress.stop()
     for key, path in res.files.items():
         console.print(f"{key:>14}: {path}", highlight=False, markup=False, soft_wrap=True)
 

@@ -50,6 +50,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     corrupt = bytearray((d / "song.mid").read_bytes())
     corrupt[12:14] = struct.pack(">H", 0)            # 0 ticks per quarter note: no time at all
     (d / "corrupt.mid").write_bytes(bytes(corrupt))
+    (d / "junk.wav").write_bytes(b"RIFF\x04\x00\x00\x00WAVEjunk")   # a header and no audio
     return {"dir": d, "song": d / "song.mid", "corrupt": d / "corrupt.mid", "out": d / "out.mid"}
 
 
@@ -87,6 +88,10 @@ MISTAKES = [
     (["harmonize", "{song}", "-o", "{out}", "--chord-size", "0"], "--chord-size must be 1–10"),
     (["improvise", "{corrupt}", "-o", "{out}"], "0 ticks per quarter note"),
     (["improvise", "{dir}/none.mid", "-o", "{out}"], "no such file"),
+    # an audio input is checked before the progress bar starts (once: a bar line, or a blank line, first)
+    (["transcribe", "{dir}/none.wav", "-o", "{out}"], "none.wav: no such file"),
+    (["transcribe", "{dir}/junk.wav", "-o", "{out}"], "junk.wav: not a readable audio file"),
+    (["pipeline", "{dir}/none.wav", "-o", "{dir}/piped"], "none.wav: no such file"),
 ]
 
 
