@@ -234,6 +234,9 @@ def read_midi(source: PathLike | bytes, pedal: bool = True) -> MidiSource:
         score = Score.from_midi(bytes(data))
         if score.tpq <= 0:
             raise MidiError("0 ticks per quarter note: no time in it", name)
+        zero = [t.time for t in score.tempos if t.mspq <= 0 and t.time < score.end()]
+        if zero:   # from there on every note would fall on one instant
+            raise MidiError(f"a tempo of 0 µs per quarter note (tick {zero[0]}): no time in it", name)
         sec = score.to("second")
     except MidiError:
         raise

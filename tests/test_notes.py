@@ -87,6 +87,15 @@ def test_bad_paths_raise_midi_error(tmp_path):
         assert e.value.path == str(p) and "\n" not in str(e.value)
 
 
+def test_a_zero_tempo_before_the_notes_end_is_refused(make_type0):
+    build, note, _ = make_type0
+    notes = [e for i in range(8) for e in note(0, i * Q, Q // 2, 60 + i, 80)]
+    with pytest.raises(MidiError, match=r"a tempo of 0 µs per quarter note \(tick 0\): no time in it"):
+        Notes.from_midi(build([(0, b"\xff\x51\x03\x00\x00\x00")] + notes))
+    ok = Notes.from_midi(build([(8 * Q, b"\xff\x51\x03\x00\x00\x00")] + notes))   # after the last note: harmless
+    assert len(ok) == 8
+
+
 def test_pitches_outside_piano_fold_by_octaves(make_midi):
     n = Notes.from_midi(make_midi([{"notes": [(0, Q, 10, 80), (Q, Q, 120, 80), (2 * Q, Q, 0, 80),
                                                (3 * Q, Q, 127, 80), (4 * Q, Q, 21, 80), (5 * Q, Q, 108, 80)]}]))
