@@ -24,7 +24,7 @@ from tatum.generate import engine as engine_mod
 from tatum.generate import tasks
 from tatum.generate.decode import Row, Style, decode_rows
 from tatum.generate.engine import PLANS, Pass, Piece, parse_plan
-from tatum.generate.sampling import Grammar, Sampling, pick
+from tatum.generate.sampling import BURST_S, Grammar, Pace, Sampling, pick
 from tatum.generate.structure import novelty, preserved_segments
 from tatum.model.checkpoint import load_model, save_checkpoint
 from tatum.model.config import preset
@@ -225,6 +225,70 @@ def test_a_fixed_seed_reproduces_and_salt_or_seed_change_the_draws():
 
 
 # ------------------------------------------------------------------ grammar and decode_rows
+def _random_window(g: Grammar, seed: int) -> list[tuple[int, int]]:
+    """(onset step, duration steps) of the notes a grammar lets random logits draw, until the window
+    ends: onsets and pitches uniform, durations mostly short (as in music: a model that holds every
+    note for seconds cannot play ten notes a second with one voice)."""
+    gen, s, notes = torch.Generator().manual_seed(seed), Sampling(temperature=1.0, top_k=0), []
+    short = torch.zeros(tk.NOTE_END + 40)
+    short[tk.DUR0:tk.PV0] = -0.1 * torch.arange(tk.N_DUR)
+    for _ in range(3 * 400):
+        t = pick(torch.randn(1, tk.NOTE_END + 40, generator=gen) + short, g.allowed(), s, gen)
+        if int(t) == tk.EOS:
+            break
+        if tk.ONSET0 <= int(t) < tk.DUR0:
+            notes.append([int(t) - tk.ONSET0, 0])
+        elif tk.DUR0 <= int(t) < tk.PV0:
+            notes[-1][1] = int(t) - tk.DUR0 + 1
+        g.advance(t)
+    return [tuple(n) for n in notes]
+
+
+def sounding_max(notes: list[tuple[int, int]]) -> int:
+    held = np.zeros(tk.N_ONSET + tk.N_DUR, int)
+    for o, d in notes:
+        held[o:o + d] += 1
+    return int(held.max())
+
+
+@pytest.mark.parametrize("density,polyphony", [(1, None), (3, None), (6, None), (5, 1), (4, 2), (None, 0)])
+def test_the_pace_keeps_the_asked_density_and_polyphony(density, polyphony):
+    """Random logits, which left alone play hundreds of notes piled up: under a pace the window holds
+    the asked density bucket, reaches the pace's notes only a burst ahead, and never sounds more than
+    its voices at once."""
+    pace = Pace.of(density, polyphony)
+    for seed in range(4):
+        notes = _random_window(Grammar(1, tk.NOTE_END + 40, pace=[pace]), seed)
+        onsets = np.array([o for o, _ in notes])
+        if density is not None:
+            assert tk.density_bucket(len(notes)) <= density
+            if polyphony is None:
+                assert len(notes) >= np.floor(pace.low * (5 - BURST_S)), len(notes)
+            else:   # (voices held can make notes wait; one bucket is the issue's tolerance)
+                assert tk.density_bucket(len(notes)) >= density - 1
+            for k in range(len(onsets)):      # the k+1-th note no sooner than the pace allows
+                assert onsets[k] >= (k + 1) / pace.high * 100 - BURST_S * 100 - 1e-6
+        assert sounding_max(notes) <= pace.voices
+
+
+def test_a_resumed_window_counts_its_played_notes_toward_the_pace():
+    g = Grammar(1, tk.NOTE_END + 40, pace=[Pace.of(2, None)])     # 1.8–3.2 notes/s: 9 to 15 notes
+    g.resume(0, np.arange(0, 140, 10), 140, np.full(14, 5))         # 14 notes in the first 1.4 s
+    on = g.allowed()[0, tk.ONSET0:tk.DUR0]
+    first = int(torch.nonzero(on)[0])
+    assert first == int(np.ceil((15 / 3.2 - BURST_S) * 100))       # the 15th note waits for the pace
+    for t in (tk.ONSET0 + first, tk.DUR0, tk.PV0):
+        g.advance(torch.tensor([t]))
+    a = g.allowed()[0]
+    assert a[tk.EOS] and not a[tk.ONSET0:tk.DUR0].any(), "15 notes: the window is full"
+
+
+def test_no_pace_for_any_density_and_polyphony(tok):
+    assert Pace.from_tokens(tok, tok.density_id(None), tok.polyphony_id(None)) is None
+    assert Pace.from_tokens(tok, tok.density_id(3), tok.polyphony_id(None)) == Pace(3.2, 5.6, 10)
+    assert Pace.from_tokens(tok, tok.density_id(None), tok.polyphony_id(0)).voices == 3
+
+
 def test_grammar_masks_follow_the_triple_cycle():
     g = Grammar(1, tk.NOTE_END + 40)
     assert g.allowed()[0, tk.ONSET0:tk.DUR0].all() and g.allowed()[0, tk.EOS]
@@ -651,6 +715,17 @@ def test_continue_takes_density_and_polyphony_from_the_prompt_unless_told(pair, 
     tasks.continue_(opening, 5, prompt_seconds=10, seed=1, model=pair)
     first = Piece.from_notes(opening, 0).window_notes(0)
     assert seen == [(tk.density_bucket(len(first)), tk.polyphony_bucket(first))]
+
+
+def test_continue_holds_the_asked_density(pair, piece40):
+    """Even a model with random weights (which reads the density token not at all) plays each new
+    window inside the asked bucket: the grammar paces it (sampling.Pace)."""
+    for density in (1, 4):
+        out = tasks.continue_(piece40, 10, prompt_seconds=10, seed=1, density=density, model=pair)
+        pace = Pace.of(density, None)
+        for start in (10_000, 15_000):
+            n = len(between(out, start, start + 5000))
+            assert tk.density_bucket(n) <= density and n >= np.floor(pace.low * (5 - BURST_S)), (density, n)
 
 
 def test_continue_guides_toward_its_controls_by_default(pair, piece40, monkeypatch):

@@ -11,7 +11,7 @@ import torch
 
 from tatum import layout as lay
 from tatum import tokenizer as tk
-from tatum.generate.sampling import Grammar, Sampling, pick, pick_part
+from tatum.generate.sampling import Grammar, Pace, Sampling, pick, pick_part
 from tatum.model.notelm import Cache, NoteLM
 from tatum.model.transformer import Seq2Seq
 
@@ -30,6 +30,7 @@ class Row:
     until_step: int | None = None      # stop at the first onset at or after this step (decode only
                                        # what is needed soon; the rest of the window can follow later)
     ended: bool = False                # set by decoding: the model ended the window (not the horizon)
+    pace: Pace | None = None           # the density and polyphony the window must keep (None: free)
 
 
 @dataclass
@@ -107,14 +108,15 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     melody = [r.melody for r in rows]
     grammar = Grammar(n, model.cfg.vocab_size, device,
                       melody_onsets=melody if any(m for m in melody) else None, chord_size=chord_size,
-                      chord_hold=chord_hold)
+                      chord_hold=chord_hold, pace=[r.pace for r in rows])
     gen = gen or sampling.generator()
     out = [list(np.asarray(p).tolist()) for p in played]
     alive = torch.arange(n)            # original row index of each live row
     start = torch.from_numpy(np.concatenate([[tk.BOS], np.asarray(played[0], dtype=np.int64)]))
     tokens = start[None].repeat(len(encs), 1).to(device)
     if len(played[0]) or rows[0].from_step:
-        grammar.resume(0, np.asarray(played[0], dtype=np.int64)[0::3] - tk.ONSET0, rows[0].from_step)
+        done = np.asarray(played[0], dtype=np.int64)
+        grammar.resume(0, done[0::3] - tk.ONSET0, rows[0].from_step, done[1::3] - tk.DUR0 + 1)
     horizon = _horizons(rows)
     for r in rows:
         r.ended = False
@@ -399,12 +401,12 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         h, cache = model.prefill(ev, place, time, pad, mixes, max_new=limit + 1, aligned=aligned)
     melody = [r.melody for r in rows]
     grammar = Grammar(n, V, device, melody_onsets=melody if any(m for m in melody) else None,
-                      chord_size=chord_size, chord_hold=chord_hold)
+                      chord_size=chord_size, chord_hold=chord_hold, pace=[r.pace for r in rows])
     out = [[] for _ in range(n)]
     for r, row in enumerate(rows):
         done = np.zeros(0, np.int64) if row.played is None else np.asarray(row.played, dtype=np.int64)
         if len(done) or row.from_step:
-            grammar.resume(r, done[0::3] - tk.ONSET0, row.from_step)
+            grammar.resume(r, done[0::3] - tk.ONSET0, row.from_step, done[1::3] - tk.DUR0 + 1)
             out[r].extend(done.tolist())
     gen = gen or sampling.generator()
     alive = torch.arange(n)
@@ -448,7 +450,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
             count, corr = count[keep], corr[keep]
         dur_logits, g = model.dur_logits(h, both(onset))
         if fast:
-            dur = pick_part(mixed(dur_logits), None, sampling, gen, V) + tk.DUR0
+            dur = pick_part(mixed(dur_logits), grammar.dur_allowed(), sampling, gen, V) + tk.DUR0
         else:
             dur = pick(_full(mixed(dur_logits), tk.DUR0, V), grammar.allowed(), sampling, gen)
         grammar.advance(dur)

@@ -18,6 +18,7 @@ from tatum.corruption import corrupt, skyline_notes
 from tatum.data.examples import build_encoder_input, join_windows
 from tatum.errors import TatumError
 from tatum.generate.decode import Row, Style, decode_rows
+from tatum.generate.sampling import Pace
 from tatum.generate.sampling import Sampling
 from tatum.options import Conditioning  # noqa: F401  (declared with the other options; imported from here too)
 from tatum.model.notelm import NoteLM
@@ -114,7 +115,7 @@ class Engine:
                 for o, p in zip((line.onset_ms // tk.GRID_MS).tolist(), line.pitch.tolist()):
                     melody[o] = max(p, melody.get(o, 0))
                 melody = thin_onsets(melody, self.chord_gap_ms // tk.GRID_MS)
-            rows.append(Row(enc, melody))
+            rows.append(Row(enc, melody, pace=Pace.from_tokens(self.tok, style_ids[2], style_ids[3])))
         return rows, style
 
     def decode(self, rows: list[Row], style: Style, salt: int, per: int = 1) -> list[np.ndarray]:

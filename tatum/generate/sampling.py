@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -11,6 +13,42 @@ from tatum.options import Sampling  # noqa: F401  (declared with the other optio
 
 
 MAX_GROUP = 10  # notes in one onset group (within chord_ms of its first onset)
+BURST_S = 1.0   # a run may be this far ahead of the asked density's pace (and a lull behind it)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """What an asked density and polyphony bucket let a window hold: between `low` and `high` notes
+    per second, and at most `voices` notes sounding at once. The model is told the buckets as tokens,
+    but an undertrained one reads them loosely (a continuation asked for the prompt's 8 notes per 5 s
+    wrote 40); the grammar makes them hold, letting a run go ahead of the pace by `BURST_S`."""
+
+    low: float = 0.0
+    high: float = float("inf")
+    voices: int = MAX_GROUP
+
+    @classmethod
+    def of(cls, density: int | None, polyphony: int | None) -> "Pace | None":
+        """The pace of a density bucket and a polyphony bucket (None: any)."""
+        if density is None and polyphony is None:
+            return None
+        edges, low, high = tk.DENSITY_EDGES, 0.0, float("inf")
+        if density is not None:
+            low = edges[density - 1] if density > 0 else 0.0
+            high = edges[density] if density < len(edges) else float("inf")
+        voices = MAX_GROUP
+        if polyphony is not None and polyphony < len(tk.POLYPHONY_EDGES):
+            # a mean of m sounding notes allows chords of about m + 1 (the mean counts the gaps' single notes)
+            voices = int(np.ceil(tk.POLYPHONY_EDGES[polyphony])) + 1
+        return cls(low, high, voices)
+
+    @classmethod
+    def from_tokens(cls, tok, density_id: int, polyphony_id: int) -> "Pace | None":
+        """The pace a window's control tokens ask for (`tatum.tokenizer.Tokenizer` ids)."""
+        def bucket(i: int) -> int | None:
+            name = tok.tokens[int(i)]
+            return None if name.endswith(":any") or ":" not in name else int(name.split(":")[1])
+        return cls.of(bucket(density_id), bucket(polyphony_id))
 
 
 class Grammar:
@@ -18,10 +56,12 @@ class Grammar:
     never going back in time inside a window. Optional chord constraint for harmonization: a group of
     notes starts exactly at each melody onset (none is skipped); its onsets stay within `chord_ms` of
     it until it has `chord_size` notes, none above the melody note, and with `chord_hold` grid steps
-    each of its notes lasts at least that long."""
+    each of its notes lasts at least that long. With a `Pace` per row, the window keeps the asked
+    density and polyphony."""
 
     def __init__(self, rows: int, vocab: int, device="cpu", melody_onsets: list[set[int]] | None = None,
-                 chord_size: int = 3, chord_ms: int = 50, chord_hold: int = 0):
+                 chord_size: int = 3, chord_ms: int = 50, chord_hold: int = 0,
+                 pace: list[Pace | None] | None = None):
         self.state = torch.zeros(rows, dtype=torch.long)          # 0 expect onset/EOS, 1 dur, 2 pv
         self.last_onset = torch.zeros(rows, dtype=torch.long)     # onset step of the last note
         self.group_start = torch.full((rows,), -10**6, dtype=torch.long)
@@ -41,19 +81,33 @@ class Grammar:
         masks[2, tk.PV0:tk.NOTE_END] = True
         self.masks = masks.to(device)
         self.onset_steps = torch.arange(tk.N_ONSET, device=device)
+        self.paced = pace is not None and any(p is not None for p in pace)
+        if self.paced:
+            pace = [p or Pace() for p in pace]
+            self.low = torch.tensor([p.low for p in pace], dtype=torch.float64)
+            self.high = torch.tensor([p.high for p in pace], dtype=torch.float64)
+            self.voices = torch.tensor([p.voices for p in pace], dtype=torch.long)
+            self.count = torch.zeros(rows, dtype=torch.long)                  # notes in the window
+            self.sounding = torch.zeros(rows, tk.N_ONSET, dtype=torch.long)   # notes held at each step
 
     def select(self, rows: torch.Tensor) -> None:
-        for name in ("state", "last_onset", "group_start", "group_count", "group_notes", "limit"):
+        names = ["state", "last_onset", "group_start", "group_count", "group_notes", "limit"]
+        names += ["low", "high", "voices", "count", "sounding"] if self.paced else []
+        for name in names:
             setattr(self, name, getattr(self, name)[rows])
         if self.melody is not None:
             self.melody = [self.melody[i] for i in rows.tolist()]
             self.pending = [self.pending[i] for i in rows.tolist()]
 
-    def resume(self, row: int, onsets: np.ndarray, floor: int = 0) -> None:
-        """Continue row `row` after notes already in place at `onsets` (grid steps, ascending) and
-        not before step `floor` (the present, in real time): later notes may not go back, and melody
-        onsets passed are served."""
+    def resume(self, row: int, onsets: np.ndarray, floor: int = 0, durs: np.ndarray | None = None) -> None:
+        """Continue row `row` after notes already in place at `onsets` (grid steps, ascending; held for
+        `durs` steps) and not before step `floor` (the present, in real time): later notes may not go
+        back, melody onsets passed are served, and the played notes count toward the pace."""
         onsets = np.asarray(onsets, dtype=np.int64)
+        if self.paced:
+            self.count[row] = len(onsets)
+            for o, d in zip(onsets.tolist(), (np.ones(len(onsets), np.int64) if durs is None else durs).tolist()):
+                self.sounding[row, o:o + int(d)] += 1
         last = max(int(onsets[-1]) if len(onsets) else 0, floor)
         self.last_onset[row] = last
         if len(onsets):
@@ -91,6 +145,42 @@ class Grammar:
             logits[rows, tk.ONSET0 + nxt[rows]] = merged[rows].to(logits.dtype)
         return logits
 
+    def _paced(self, on: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Onsets `on` [B, N_ONSET] narrowed to the pace, and whether each row may end its window: the
+        next note comes no earlier than the high rate allows and no later than the low rate needs (a
+        burst ahead or a lull behind aside), no more notes than the high rate allows in all, none
+        where `voices` notes already sound, and no end before the low rate's count is reached."""
+        if not self.paced:
+            return on, torch.ones(len(on), dtype=torch.bool, device=on.device)
+        steps_per_s = 1000 / tk.GRID_MS
+        window_s = tk.N_ONSET / steps_per_s
+        nxt = (self.count + 1).double()
+        earliest = torch.ceil((nxt / self.high - BURST_S) * steps_per_s)
+        # (the bucket's upper edge is the next bucket's: strictly below it, as tokenizer.density_bucket)
+        on = on & (self.onset_steps[None, :] >= earliest[:, None]) & (nxt / window_s < self.high)[:, None]
+        # ...and no later than the low rate needs it (once behind, at twice the low rate)
+        latest = torch.floor((self.count.double() / self.low + BURST_S) * steps_per_s)
+        catch_up = torch.clamp(torch.floor(steps_per_s / (2 * self.low)), min=1)
+        latest = torch.maximum(latest, self.last_onset.double() + catch_up)
+        on = on & (self.onset_steps[None, :] <= latest[:, None])
+        on = on & (self.sounding < self.voices[:, None])
+        may_end = self.count.double() >= torch.floor(self.low * (window_s - BURST_S))
+        return on, may_end
+
+    def dur_allowed(self) -> torch.Tensor | None:
+        """For rows about to choose a duration: [B, N_DUR], or None when any will do. Under a pace that
+        needs more notes, a note is held only while a voice stays free after its onset (a window whose
+        voices are all held to its end could play nothing more)."""
+        if not self.paced:
+            return None
+        s = self.last_onset
+        # the most notes held at any step after the onset, up to each possible end
+        later = torch.cat([self.sounding[:, 1:], self.sounding.new_zeros(len(s), tk.N_DUR)], dim=1)
+        index = (s[:, None] + torch.arange(tk.N_DUR)[None, :]).clamp(max=later.shape[1] - 1)
+        held = torch.cummax(later.gather(1, index), dim=1).values      # [B, N_DUR]: steps s+1 … s+d
+        ok = torch.cat([torch.ones(len(s), 1, dtype=torch.bool), held[:, :-1] + 1 < self.voices[:, None]], dim=1)
+        return ok | ~(self.low > 0)[:, None] | (self.voices >= MAX_GROUP)[:, None]
+
     def onset_allowed(self) -> torch.Tensor:
         """`allowed()` through the onset head's eyes, for rows about to choose an onset when there is no
         melody: [B, 1 + N_ONSET], the window's end (EOS) then each onset step."""
@@ -99,7 +189,9 @@ class Grammar:
         if full.any():
             later = self.onset_steps[None, :] > (self.group_start + self.chord_steps)[:, None]
             on &= torch.where(full[:, None], later, torch.ones_like(later))
-        return torch.cat([torch.ones(len(on), 1, dtype=torch.bool, device=on.device), on], dim=1)
+        on, may_end = self._paced(on)
+        may_end = may_end | ~on.any(dim=1)     # (nothing left to play: the window ends)
+        return torch.cat([may_end[:, None], on], dim=1)
 
     def allowed(self) -> torch.Tensor:
         allow = self.masks[self.state]  # indexing copies
@@ -110,6 +202,12 @@ class Grammar:
         if full.any():
             later = self.onset_steps[None, :] > (self.group_start + self.chord_steps)[:, None]
             on &= torch.where(full[:, None], later, torch.ones_like(later))
+        if self.paced:
+            paced, may_end = self._paced(on)
+            on &= torch.where((self.state == 0)[:, None], paced, torch.ones_like(paced))
+            allow[:, tk.EOS] &= may_end | (self.state != 0)
+            durs = self.dur_allowed()
+            allow[:, tk.DUR0:tk.PV0] &= durs | (self.state != 1)[:, None]
         if self.melody is not None:
             nxt, waiting = self._next_melody_onset()
             if waiting.any():
@@ -169,6 +267,12 @@ class Grammar:
                                            self.group_count + is_onset.long())
             self.group_notes = torch.where(new_group, 1, self.group_notes + is_onset.long())
             self.last_onset = torch.where(is_onset, step, self.last_onset)
+        if self.paced:
+            self.count += is_onset.long()
+            is_dur = (self.state == 1) & (tokens >= tk.DUR0) & (tokens < tk.PV0)
+            for r in torch.nonzero(is_dur).squeeze(1).tolist():
+                o = int(self.last_onset[r])
+                self.sounding[r, o:o + int(tokens[r]) - tk.DUR0 + 1] += 1
         self.state = torch.where(is_onset, 1, torch.where(self.state == 1, 2, torch.where(self.state == 2, 0, self.state)))
 
 

@@ -40,6 +40,7 @@ from tatum import layout
 from tatum import tokenizer as tk
 from tatum.errors import TatumError
 from tatum.generate.decode import Interrupted, Reuse, Row, decode_rows, prime
+from tatum.generate.sampling import Pace
 from tatum.generate.engine import ROOM, Conditioning
 from tatum.generate.sampling import Sampling
 from tatum.model.notelm import NoteLM
@@ -150,9 +151,9 @@ class Stream:
         at = state.played_ms if at_ms is None else int(at_ms)
         w = at // W
         played = Notes.merge([_notes(state.history), _notes(state.live)])
-        enc, style = self._context(w, played, conditioning)
+        enc, style, pace = self._context(w, played, conditioning)
         before = played.select((played.onset_ms >= w * W) & (played.onset_ms < at)).shift(-w * W)
-        prime(self.model, Row(enc, played=tk.encode_segment(before)), sampling, self.kept()[0], style,
+        prime(self.model, Row(enc, played=tk.encode_segment(before), pace=pace), sampling, self.kept()[0], style,
               self.tok.null_style, (self.tok.density_id(None), self.tok.polyphony_id(None)))
 
     @contextmanager
@@ -217,8 +218,9 @@ class Stream:
             state.window, state.plan_key, state.plan_ms = w, key, now
 
     def _context(self, w: int, played: Notes, cond: Conditioning):
-        """The model's input for window `w` continued from the notes `played` before it, and the style
-        mixtures: the last `context_windows` windows on the left, nothing on the right."""
+        """The model's input for window `w` continued from the notes `played` before it, the style
+        mixtures and the pace asked: the last `context_windows` windows on the left, nothing on the
+        right."""
         left = [_window_tokens(played, k) for k in range(max(0, w - self.context_windows), w)]
         last = played.select((played.onset_ms >= (w - 1) * W) & (played.onset_ms < w * W)).shift(-(w - 1) * W)
         style_ids, style = cond.tokens(self.tok, last)
@@ -230,15 +232,16 @@ class Stream:
             from tatum.data.examples import build_encoder_input
             enc = build_encoder_input(self.tok, style_ids, left, "whole_mask", mask, [],
                                       self.model.cfg.max_enc_len)
-        return enc, style
+        return enc, style, Pace.from_tokens(self.tok, style_ids[2], style_ids[3])
 
     def _decode(self, state: State, w: int, played: Notes, prefix: np.ndarray, from_ms: int, until_ms: int,
                 cond: Conditioning, sampling: Sampling) -> tuple[np.ndarray, bool]:
         """Window `w` continued after `prefix` from `from_ms` up to `until_ms` (ms in the window): its
         tokens (prefix included) and whether the model ended the window."""
-        enc, style = self._context(w, played, cond)
+        enc, style, pace = self._context(w, played, cond)
         salt = state.chunk_index * 7919 + w
-        row = Row(enc, played=prefix, from_step=-(-from_ms // tk.GRID_MS), until_step=-(-until_ms // tk.GRID_MS))
+        row = Row(enc, played=prefix, from_step=-(-from_ms // tk.GRID_MS), until_step=-(-until_ms // tk.GRID_MS),
+                  pace=pace)
         reuse, memo = self.kept()
         key = _decode_key(self.model, enc, style, sampling, salt, prefix, row.from_step)
         if key in memo and memo[key][2] >= row.until_step:
