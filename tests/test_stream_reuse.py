@@ -173,6 +173,27 @@ def test_an_interrupted_call_leaves_no_trace(model):
     assert same(whole, first + rest)
 
 
+def test_the_encoder_decoder_can_be_interrupted_too_and_leaves_no_trace():
+    """The shipped models are encoder–decoders: a jam's style change must not wait for their call to end."""
+    from tatum.generate.stream import Interrupted
+    from tatum.model.transformer import Seq2Seq
+
+    torch.manual_seed(0)
+    s2s = Seq2Seq(preset("tiny", TOK.vocab_size)).eval()
+    whole, _ = jam(Stream(s2s, TOK), 6)
+    stream = Stream(s2s, TOK)
+    first, state = jam(stream, 3)
+    saved = state.to_json()
+    asked = []
+    with stream.interruptible(lambda: asked.append(1) or len(asked) > 2):
+        with pytest.raises(Interrupted):
+            for i in range(3, 6):
+                _, state = stream.generate_chunk(state, JAZZ, Sampling(seed=5), 0.7, player(i, state))
+    assert len(asked) == 3                      # it gave up at the third token it was about to draw
+    rest, _ = jam(stream, 3, state=State.from_dict(json.loads(saved)), first=3)
+    assert same(whole, first + rest)
+
+
 @pytest.mark.parametrize("sampling", [Sampling(seed=1), Sampling(seed=2, top_k=0), Sampling(seed=3, temperature=0.0),
                                       Sampling(seed=4, top_p=0.8, temperature=1.3), Sampling(seed=5, guidance=1.5, top_k=7)])
 def test_drawing_on_a_heads_own_classes_is_the_same_draw(model, monkeypatch, sampling):

@@ -67,8 +67,8 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     With guidance, each row is decoded twice in the same batch, the second time with its genre and
     artist set to NULL_STYLE (and, given `any_controls`, its density and polyphony set to those ANY
     ids), and the two logits are mixed; both copies receive the sampled token. `reuse` (NoteLM, one
-    row): what the previous call on the same window kept (see `Reuse`); `stop` (NoteLM): asked before
-    each note, True raises `Interrupted`.
+    row): what the previous call on the same window kept (see `Reuse`); `stop`: asked before each note
+    (NoteLM) or token (the encoder–decoder), True raises `Interrupted`.
     """
     if not rows:
         return []
@@ -79,7 +79,7 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     if len(rows) > 1 and any(len(p) or r.from_step for p, r in zip(played, rows)):  # one row at a time
         gen = gen or sampling.generator()
         return [decode_rows(model, [r], sampling, style, null_id, gen, chord_size, max_tokens, any_controls,
-                            chord_hold)[0] for r in rows]
+                            chord_hold, stop=stop)[0] for r in rows]
     device = next(model.parameters()).device
     style = style or Style()
     n = len(rows)
@@ -121,6 +121,8 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     for r in rows:
         r.ended = False
     for _ in range(limit - len(played[0])):
+        if stop is not None and stop():
+            raise Interrupted
         logits = model.decode_step(tokens, cache)
         k = len(alive)
         if guided:
