@@ -223,7 +223,8 @@ def check_plan(plan: list[Pass], tok: Tokenizer) -> None:
                 token_name(p.corruption)      # one of the user's, registered
             except TatumError:
                 raise TatumError(f"unknown plan or corruption {p.corruption!r}; plans: {', '.join(PLANS)}; "
-                                 f"corruptions: {', '.join(CORRUPTIONS)}, random") from None
+                                 f"corruptions: {', '.join(CORRUPTIONS)}, random (one of your own: "
+                                 "@register it, and on the command line --plugin FILE.py)") from None
         if not 0 <= p.rate <= 1:
             raise TatumError(f"pass rate must be in 0–1, not {p.rate}")
 
