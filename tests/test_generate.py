@@ -254,8 +254,8 @@ def sounding_max(notes: list[tuple[int, int]]) -> int:
 @pytest.mark.parametrize("density,polyphony", [(1, None), (3, None), (6, None), (5, 1), (4, 2), (None, 0)])
 def test_the_pace_keeps_the_asked_density_and_polyphony(density, polyphony):
     """Random logits, which left alone play hundreds of notes piled up: under a pace the window holds
-    the asked density bucket, reaches the pace's notes only a burst ahead, and never sounds more than
-    its voices at once."""
+    the asked density bucket, reaches the pace's notes only a burst ahead, never sounds more than its
+    voices at once, and keeps its mean polyphony under the asked bucket's edge."""
     pace = Pace.of(density, polyphony)
     for seed in range(4):
         notes = _random_window(Grammar(1, tk.NOTE_END + 40, pace=[pace]), seed)
@@ -269,6 +269,9 @@ def test_the_pace_keeps_the_asked_density_and_polyphony(density, polyphony):
             for k in range(len(onsets)):      # the k+1-th note no sooner than the pace allows
                 assert onsets[k] >= (k + 1) / pace.high * 100 - BURST_S * 100 - 1e-6
         assert sounding_max(notes) <= pace.voices
+        if polyphony is not None and notes:
+            played = Notes([10 * o for o, _ in notes], [10 * d for _, d in notes], [60] * len(notes), [80] * len(notes))
+            assert tk.polyphony_bucket(played) <= polyphony
 
 
 def test_a_resumed_window_counts_its_played_notes_toward_the_pace():

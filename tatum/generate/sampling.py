@@ -19,13 +19,15 @@ BURST_S = 1.0   # a run may be this far ahead of the asked density's pace (and a
 @dataclass(frozen=True)
 class Pace:
     """What an asked density and polyphony bucket let a window hold: between `low` and `high` notes
-    per second, and at most `voices` notes sounding at once. The model is told the buckets as tokens,
+    per second, at most `voices` notes sounding at once, and a mean count of sounding notes (while any
+    sounds) under `polyphony`. The model is told the buckets as tokens,
     but an undertrained one reads them loosely (a continuation asked for the prompt's 8 notes per 5 s
     wrote 40); the grammar makes them hold, letting a run go ahead of the pace by `BURST_S`."""
 
     low: float = 0.0
     high: float = float("inf")
     voices: int = MAX_GROUP
+    polyphony: float = float("inf")   # the mean count of sounding notes stays under this
 
     @classmethod
     def of(cls, density: int | None, polyphony: int | None) -> "Pace | None":
@@ -36,11 +38,12 @@ class Pace:
         if density is not None:
             low = edges[density - 1] if density > 0 else 0.0
             high = edges[density] if density < len(edges) else float("inf")
-        voices = MAX_GROUP
+        voices, mean = MAX_GROUP, float("inf")
         if polyphony is not None and polyphony < len(tk.POLYPHONY_EDGES):
             # a mean of m sounding notes allows chords of about m + 1 (the mean counts the gaps' single notes)
-            voices = int(np.ceil(tk.POLYPHONY_EDGES[polyphony])) + 1
-        return cls(low, high, voices)
+            mean = tk.POLYPHONY_EDGES[polyphony]
+            voices = int(np.ceil(mean)) + 1
+        return cls(low, high, voices, mean)
 
     @classmethod
     def from_tokens(cls, tok, density_id: int, polyphony_id: int) -> "Pace | None":
@@ -87,12 +90,14 @@ class Grammar:
             self.low = torch.tensor([p.low for p in pace], dtype=torch.float64)
             self.high = torch.tensor([p.high for p in pace], dtype=torch.float64)
             self.voices = torch.tensor([p.voices for p in pace], dtype=torch.long)
+            self.mean_cap = torch.tensor([p.polyphony for p in pace], dtype=torch.float64)
             self.count = torch.zeros(rows, dtype=torch.long)                  # notes in the window
-            self.sounding = torch.zeros(rows, tk.N_ONSET, dtype=torch.long)   # notes held at each step
+            # notes held at each step of the window and of the tails beyond it
+            self.sounding = torch.zeros(rows, tk.N_ONSET + tk.N_DUR, dtype=torch.long)
 
     def select(self, rows: torch.Tensor) -> None:
         names = ["state", "last_onset", "group_start", "group_count", "group_notes", "limit"]
-        names += ["low", "high", "voices", "count", "sounding"] if self.paced else []
+        names += ["low", "high", "voices", "mean_cap", "count", "sounding"] if self.paced else []
         for name in names:
             setattr(self, name, getattr(self, name)[rows])
         if self.melody is not None:
@@ -163,23 +168,32 @@ class Grammar:
         catch_up = torch.clamp(torch.floor(steps_per_s / (2 * self.low)), min=1)
         latest = torch.maximum(latest, self.last_onset.double() + catch_up)
         on = on & (self.onset_steps[None, :] <= latest[:, None])
-        on = on & (self.sounding < self.voices[:, None])
+        on = on & (self.sounding[:, :tk.N_ONSET] < self.voices[:, None])
         may_end = self.count.double() >= torch.floor(self.low * (window_s - BURST_S))
         return on, may_end
 
     def dur_allowed(self) -> torch.Tensor | None:
-        """For rows about to choose a duration: [B, N_DUR], or None when any will do. Under a pace that
-        needs more notes, a note is held only while a voice stays free after its onset (a window whose
-        voices are all held to its end could play nothing more)."""
+        """For rows about to choose a duration: [B, N_DUR], or None when any will do. Under a pace, a
+        note is held only as long as the window's mean count of sounding notes stays under the asked
+        polyphony; and while more notes are needed, only while a voice stays free after its onset (a
+        window whose voices are all held to its end could play nothing more). The shortest is always
+        allowed."""
         if not self.paced:
             return None
-        s = self.last_onset
+        s, B, n = self.last_onset, len(self.last_onset), tk.N_DUR
+        steps = (s[:, None] + torch.arange(n)[None, :])                 # the steps a note of d holds
+        here = self.sounding.gather(1, steps)                            # [B, N_DUR]: held there now
+        # the mean with the note held for d steps: each step adds one to the sum, and a silent one
+        # to the time that sounds
+        total = self.sounding.sum(1, keepdim=True).double() + torch.arange(1, n + 1)[None, :]
+        sounds = (self.sounding > 0).sum(1, keepdim=True).double() + torch.cumsum(here == 0, dim=1)
+        ok = (total / sounds.clamp(min=1) < self.mean_cap[:, None])
         # the most notes held at any step after the onset, up to each possible end
-        later = torch.cat([self.sounding[:, 1:], self.sounding.new_zeros(len(s), tk.N_DUR)], dim=1)
-        index = (s[:, None] + torch.arange(tk.N_DUR)[None, :]).clamp(max=later.shape[1] - 1)
-        held = torch.cummax(later.gather(1, index), dim=1).values      # [B, N_DUR]: steps s+1 … s+d
-        ok = torch.cat([torch.ones(len(s), 1, dtype=torch.bool), held[:, :-1] + 1 < self.voices[:, None]], dim=1)
-        return ok | ~(self.low > 0)[:, None] | (self.voices >= MAX_GROUP)[:, None]
+        after = torch.cummax(torch.cat([here[:, 1:], here.new_zeros(B, 1)], dim=1), dim=1).values
+        free = torch.cat([torch.ones(B, 1, dtype=torch.bool), after[:, :-1] + 1 < self.voices[:, None]], dim=1)
+        ok &= free | ~(self.low > 0)[:, None] | (self.voices >= MAX_GROUP)[:, None]
+        ok[:, 0] = True
+        return ok
 
     def onset_allowed(self) -> torch.Tensor:
         """`allowed()` through the onset head's eyes, for rows about to choose an onset when there is no
