@@ -21,23 +21,29 @@ from tatum.options import Conditioning, Sampling, resolve
 StyleArg = str | dict[str, float] | None
 _MODELS: dict[str, tuple] = {}
 TATUM_MODEL = "tatum-small-tatum"
+STREAM_MODEL = "tatum-note"
 
 
 def _notes(x: Notes | str | os.PathLike) -> Notes:
     return x if isinstance(x, Notes) else Notes.from_midi(x)
 
 
-def get_model(model=None, artist: StyleArg = None):
+def get_model(model=None, artist: StyleArg = None, stream: bool = False):
     """(model, tokenizer): a loaded pair, a folder or shipped name, or the default — $TATUM_MODEL when
-    set, else the Art Tatum model when the artist is Art Tatum and that model is present, else
-    tatum-small."""
+    set, else the Art Tatum model when the artist is Art Tatum and that model is present, else, for a
+    real-time `stream`, the note-per-position model (tatum-note) when present, else tatum-small."""
     from tatum.model.checkpoint import MODELS_DIR, load_model
 
     if isinstance(model, tuple):
         return model
     if model is None and not os.environ.get("TATUM_MODEL"):   # a default set by the user is used for all
         main = max(artist, key=artist.get) if isinstance(artist, dict) else artist
-        model = TATUM_MODEL if str(main).casefold() == "art tatum" and (MODELS_DIR / TATUM_MODEL / "config.json").exists() else None
+        if str(main).casefold() == "art tatum" and (MODELS_DIR / TATUM_MODEL / "config.json").exists():
+            model = TATUM_MODEL
+        elif stream and (MODELS_DIR / STREAM_MODEL / "config.json").exists():
+            # a jam must draw music faster than it plays: NoteLM decodes a note per step and keeps its
+            # context between chunks (about 3x the encoder-decoder's real-time factor here)
+            model = STREAM_MODEL
     key = str(model) if model is not None else f"default:{os.environ.get('TATUM_MODEL', '')}"
     if key not in _MODELS:
         _MODELS[key] = load_model(model)

@@ -25,7 +25,7 @@ def quantize_arg(text: str, sync: str) -> float | None:
 
 
 def load_stream(model: str | None, artist, mode: str, gap_ms: int):
-    """(Stream, tokenizer) for a jam: the shipped default, or the Art Tatum model for Art Tatum."""
+    """(Stream, tokenizer) for a jam: the shipped stream model, or the Art Tatum model for Art Tatum."""
     import torch
 
     from tatum.generate.stream import Stream
@@ -34,7 +34,7 @@ def load_stream(model: str | None, artist, mode: str, gap_ms: int):
     # A jam decodes one row a note at a time: one thread is faster than several (no spin-waits on a
     # busy machine; measured 0.30× real time with two, ≈4× with one) and leaves a core to the DAW.
     torch.set_num_threads(1)
-    m, tok = get_model(model, artist)
+    m, tok = get_model(model, artist, stream=True)
     return Stream(m, tok, mode=mode, gap_ms=gap_ms), tok
 
 
@@ -167,7 +167,7 @@ class StreamFactory:
     def pair(self, artist):
         from tatum.generate.tasks import get_model
 
-        return get_model(self.model, artist)
+        return get_model(self.model, artist, stream=True)
 
     def __call__(self, controls: Controls):
         from tatum.generate.stream import Stream
