@@ -164,8 +164,9 @@ class Grammar:
         # (the bucket's upper edge is the next bucket's: strictly below it, as tokenizer.density_bucket)
         on = on & (self.onset_steps[None, :] >= earliest[:, None]) & (nxt / window_s < self.high)[:, None]
         # ...and no later than the low rate needs it (once behind, at twice the low rate)
-        latest = torch.floor((self.count.double() / self.low + BURST_S) * steps_per_s)
-        catch_up = torch.clamp(torch.floor(steps_per_s / (2 * self.low)), min=1)
+        latest = torch.floor((self.count.double() / self.low.clamp(min=1e-9) + BURST_S) * steps_per_s)
+        latest = torch.where(self.low > 0, latest, torch.full_like(latest, float("inf")))   # (no low rate)
+        catch_up = torch.clamp(torch.floor(steps_per_s / (2 * self.low.clamp(min=1e-9))), min=1)
         latest = torch.maximum(latest, self.last_onset.double() + catch_up)
         on = on & (self.onset_steps[None, :] <= latest[:, None])
         on = on & (self.sounding[:, :tk.N_ONSET] < self.voices[:, None])
