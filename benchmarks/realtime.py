@@ -277,7 +277,7 @@ def main(argv=None) -> dict:
         from tatum.realtime.commands import load_stream
 
         stream, _ = load_stream(args.model, None, "solo", 600)
-        name = args.model or "shipped default"
+        name = args.model or f"shipped default ({type(stream.model).__name__})"
     console.print(f"dense jazz: {title} ({len(piece) / (piece.end_ms / 1000):.1f} notes/s); model: {name}")
     rtf = measure_rtf(stream, controls, piece, args.rtf_seconds, args.chunk)
     console.print(f"real-time factor {rtf['rtf']:.2f}; now a {args.minutes:g}-minute real-time jam …")
