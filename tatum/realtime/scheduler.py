@@ -41,7 +41,10 @@ from tatum.realtime.transport import JamClock
 
 MIN_CHUNK_MS = 50          # the contract's shortest chunk
 MIN_MARGIN_MS = 60.0       # cut this far ahead at least: the player must not be reached mid-edit
-FIRST_CHUNK_MS = 100       # after a rewind: the first chunk (short, so the change is heard soon)
+# After a rewind, the first chunk: short, so the change is heard soon, but not shorter than a call's
+# fixed cost can pay for (the call after a cut primes a new context, ≈ 180 ms with NoteLM here, whatever
+# the chunk's length; a 100 ms chunk then loses ground and the ramp underruns).
+FIRST_CHUNK_MS = 400
 SWITCH_S = 0.0005          # the GIL changes hands this often while a jam plays (Python's default: 5 ms)
 _running = 0               # jams playing in this process
 _switch = [sys.getswitchinterval()]
