@@ -173,6 +173,30 @@ class Grammar:
         may_end = self.count.double() >= torch.floor(self.low * (window_s - BURST_S))
         return on, may_end
 
+    def _pace_mask(self, allow: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """`allow` narrowed to the pace. The chord rule comes first: the onsets it needs (`keep`: a melody
+        note's, and its chord's) stay allowed whatever the voices; and a row the pace would leave with
+        nothing to play but more to do (its voices all held, or a held chord's least duration) plays on
+        as without it."""
+        paced = allow.clone()
+        was = paced[:, tk.ONSET0:tk.DUR0]
+        on, may_end = self._paced(was)
+        choosing = self.state == 0
+        paced[:, tk.ONSET0:tk.DUR0] = torch.where(choosing[:, None], on | (was & keep), was)
+        paced[:, tk.EOS] &= may_end | ~choosing
+        durs = self.dur_allowed()
+        paced[:, tk.DUR0:tk.PV0] &= durs | (self.state != 1)[:, None]
+        # a held chord's note that the pace would cut shorter than the chord rule allows: the least
+        # the chord rule allows (comping on the beat, not a pile of long notes)
+        stuck = (self.state == 1) & ~paced.any(dim=1)
+        if stuck.any():
+            d = allow[:, tk.DUR0:tk.PV0]
+            first = d.float().argmax(dim=1)
+            least = torch.zeros_like(d)
+            least[torch.arange(len(d)), first] = True
+            paced[:, tk.DUR0:tk.PV0] = torch.where(stuck[:, None], least & d, paced[:, tk.DUR0:tk.PV0])
+        return torch.where(paced.any(dim=1)[:, None], paced, allow)
+
     def dur_allowed(self) -> torch.Tensor | None:
         """For rows about to choose a duration: [B, N_DUR], or None when any will do. Under a pace, a
         note is held only as long as the window's mean count of sounding notes stays under the asked
@@ -217,12 +241,7 @@ class Grammar:
         if full.any():
             later = self.onset_steps[None, :] > (self.group_start + self.chord_steps)[:, None]
             on &= torch.where(full[:, None], later, torch.ones_like(later))
-        if self.paced:
-            paced, may_end = self._paced(on)
-            on &= torch.where((self.state == 0)[:, None], paced, torch.ones_like(paced))
-            allow[:, tk.EOS] &= may_end | (self.state != 0)
-            durs = self.dur_allowed()
-            allow[:, tk.DUR0:tk.PV0] &= durs | (self.state != 1)[:, None]
+        keep = torch.zeros(len(allow), tk.N_ONSET, dtype=torch.bool, device=allow.device)  # onsets the chord rule needs
         if self.melody is not None:
             nxt, waiting = self._next_melody_onset()
             if waiting.any():
@@ -239,6 +258,7 @@ class Grammar:
                 window = self.onset_steps[None, :] <= hi[:, None]
                 on &= torch.where(forcing[:, None], window, torch.ones_like(window))
                 allow[:, tk.EOS] &= ~forcing
+            keep |= forcing[:, None] | (waiting[:, None] & (self.onset_steps[None, :] == nxt[:, None]))
             # Notes of a group under a melody note stay below it: chords go under the tune (the melody
             # note itself is laid back in by the task).
             if self.chord_hold > 1:
@@ -253,6 +273,8 @@ class Grammar:
                 pitch = (torch.arange(tk.N_PV, device=allow.device) // tk.VEL_BINS) + tk.PIANO_LOW
                 ok = pitch[None, :] < self.limit[:, None]
                 allow[:, tk.PV0:tk.NOTE_END] &= torch.where(capped[:, None], ok, torch.ones_like(ok))
+        if self.paced:
+            allow = self._pace_mask(allow, keep)
         # A row whose window is exhausted may always end.
         dead = ~allow.any(dim=1)
         allow[dead, tk.EOS] = True
