@@ -173,29 +173,34 @@ class Grammar:
         may_end = self.count.double() >= torch.floor(self.low * (window_s - BURST_S))
         return on, may_end
 
+    def _pace_onsets(self, on: torch.Tensor, end: torch.Tensor,
+                     keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Onsets `on` [B, N_ONSET] and window ends `end` [B] narrowed to the pace; the onsets in `keep`
+        (the chord rule's: a melody note's and its chord's) stay allowed whatever the voices. A row left
+        with nothing to play ends its window."""
+        paced, may_end = self._paced(on)
+        if keep is not None:
+            paced = paced | (on & keep)
+        end = end & may_end
+        return paced, end | ~(paced.any(dim=1) | end)
+
     def _pace_mask(self, allow: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """`allow` narrowed to the pace. The chord rule comes first: the onsets it needs (`keep`: a melody
-        note's, and its chord's) stay allowed whatever the voices; and a row the pace would leave with
-        nothing to play but more to do (its voices all held, or a held chord's least duration) plays on
-        as without it."""
+        """`allow` narrowed to the pace (`_pace_onsets`, `dur_allowed`); a held chord's note that the pace
+        would cut shorter than the chord rule allows is held the least the chord rule allows (comping
+        on the beat, not a pile of long notes)."""
         paced = allow.clone()
-        was = paced[:, tk.ONSET0:tk.DUR0]
-        on, may_end = self._paced(was)
         choosing = self.state == 0
-        paced[:, tk.ONSET0:tk.DUR0] = torch.where(choosing[:, None], on | (was & keep), was)
-        paced[:, tk.EOS] &= may_end | ~choosing
-        durs = self.dur_allowed()
-        paced[:, tk.DUR0:tk.PV0] &= durs | (self.state != 1)[:, None]
-        # a held chord's note that the pace would cut shorter than the chord rule allows: the least
-        # the chord rule allows (comping on the beat, not a pile of long notes)
+        on, end = self._pace_onsets(allow[:, tk.ONSET0:tk.DUR0], allow[:, tk.EOS], keep)
+        paced[:, tk.ONSET0:tk.DUR0] = torch.where(choosing[:, None], on, allow[:, tk.ONSET0:tk.DUR0])
+        paced[:, tk.EOS] = torch.where(choosing, end, allow[:, tk.EOS])
+        paced[:, tk.DUR0:tk.PV0] &= self.dur_allowed() | (self.state != 1)[:, None]
         stuck = (self.state == 1) & ~paced.any(dim=1)
         if stuck.any():
             d = allow[:, tk.DUR0:tk.PV0]
-            first = d.float().argmax(dim=1)
             least = torch.zeros_like(d)
-            least[torch.arange(len(d)), first] = True
+            least[torch.arange(len(d)), d.float().argmax(dim=1)] = True
             paced[:, tk.DUR0:tk.PV0] = torch.where(stuck[:, None], least & d, paced[:, tk.DUR0:tk.PV0])
-        return torch.where(paced.any(dim=1)[:, None], paced, allow)
+        return paced
 
     def dur_allowed(self) -> torch.Tensor | None:
         """For rows about to choose a duration: [B, N_DUR], or None when any will do. Under a pace, a
@@ -220,27 +225,28 @@ class Grammar:
         ok[:, 0] = True
         return ok
 
-    def onset_allowed(self) -> torch.Tensor:
-        """`allowed()` through the onset head's eyes, for rows about to choose an onset when there is no
-        melody: [B, 1 + N_ONSET], the window's end (EOS) then each onset step."""
+    def _open_onsets(self) -> torch.Tensor:
+        """[B, N_ONSET]: the onsets that do not go back in time. Two hands hold at most MAX_GROUP notes
+        at once: a full group must move on in time."""
         on = self.onset_steps[None, :] >= self.last_onset[:, None]
         full = self.group_notes >= MAX_GROUP
         if full.any():
             later = self.onset_steps[None, :] > (self.group_start + self.chord_steps)[:, None]
             on &= torch.where(full[:, None], later, torch.ones_like(later))
-        on, may_end = self._paced(on)
-        may_end = may_end | ~on.any(dim=1)     # (nothing left to play: the window ends)
-        return torch.cat([may_end[:, None], on], dim=1)
+        return on
+
+    def onset_allowed(self) -> torch.Tensor:
+        """`allowed()` through the onset head's eyes, for rows about to choose an onset when there is no
+        melody: [B, 1 + N_ONSET], the window's end (EOS) then each onset step."""
+        on, end = self._open_onsets(), torch.ones(len(self.state), dtype=torch.bool)
+        if self.paced:
+            on, end = self._pace_onsets(on, end)
+        return torch.cat([end[:, None], on], dim=1)
 
     def allowed(self) -> torch.Tensor:
         allow = self.masks[self.state]  # indexing copies
         on = allow[:, tk.ONSET0:tk.DUR0]
-        on &= self.onset_steps[None, :] >= self.last_onset[:, None]
-        # Two hands hold at most MAX_GROUP notes at once: a full group must move on in time.
-        full = (self.state == 0) & (self.group_notes >= MAX_GROUP)
-        if full.any():
-            later = self.onset_steps[None, :] > (self.group_start + self.chord_steps)[:, None]
-            on &= torch.where(full[:, None], later, torch.ones_like(later))
+        on &= self._open_onsets()
         keep = torch.zeros(len(allow), tk.N_ONSET, dtype=torch.bool, device=allow.device)  # onsets the chord rule needs
         if self.melody is not None:
             nxt, waiting = self._next_melody_onset()
