@@ -37,6 +37,31 @@ def build_midi(tracks, tempos=((0, 120.0),), timesigs=((0, 4, 4),), tpq=480) -> 
     return score.dumps_midi()
 
 
+def daw_song(quarters: int, bpm: float) -> bytes:
+    """A piece as a DAW exports it: two piano tracks (RH in eighths, LH in quarters, onsets off the beat
+    by a few ticks) and a drum track, `quarters` beats long at `bpm`."""
+    q = 480
+    rh = [(i * q // 2 + 7, q // 2 - 20, 60 + (i * 5) % 19, 40 + (i * 13) % 80) for i in range(2 * quarters)]
+    lh = [(i * q + 3, q - 30, 36 + (i * 7) % 12, 70) for i in range(quarters)]
+    drums = [(i * q // 2, 60, 42, 90) for i in range(2 * quarters)]
+    return build_midi([{"notes": rh, "name": "RH"}, {"notes": lh, "name": "LH"},
+                       {"notes": drums, "name": "Drums", "drum": True}], tempos=((0, float(bpm)),))
+
+
+def tiny_checkpoint(folder: Path) -> Path:
+    """A `tiny` encoder–decoder with seeded random weights and the shipped vocabulary, saved to `folder`."""
+    import torch
+
+    from tatum.model.checkpoint import save_checkpoint
+    from tatum.model.config import preset
+    from tatum.model.transformer import Seq2Seq
+    from tatum.tokenizer import Tokenizer
+
+    tok = Tokenizer.default()
+    torch.manual_seed(0)
+    return save_checkpoint(Seq2Seq(preset("tiny", tok.vocab_size, dropout=0.0)), tok, folder)
+
+
 def _vlq(n: int) -> bytes:
     out = [n & 0x7F]
     n >>= 7

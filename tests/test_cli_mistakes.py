@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_midi
+from conftest import daw_song
 from tatum import __version__
 from tatum.options import SPECS, vocabulary
 
@@ -40,13 +40,7 @@ def one_error_line(r: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("mistakes")
-    # a 40 s piece at 96 bpm: two piano tracks and drums, as from a DAW
-    q = 480
-    rh = [(i * q // 2 + 7, q // 2 - 20, 60 + (i * 5) % 19, 40 + (i * 13) % 80) for i in range(128)]
-    lh = [(i * q + 3, q - 30, 36 + (i * 7) % 12, 70) for i in range(64)]
-    drums = [(i * q // 2, 60, 42, 90) for i in range(128)]
-    (d / "song.mid").write_bytes(build_midi([{"notes": rh, "name": "RH"}, {"notes": lh, "name": "LH"},
-                                             {"notes": drums, "name": "Drums", "drum": True}], tempos=((0, 96.0),)))
+    (d / "song.mid").write_bytes(daw_song(64, 96))     # 40 s, two piano tracks and drums
     corrupt = bytearray((d / "song.mid").read_bytes())
     corrupt[12:14] = struct.pack(">H", 0)            # 0 ticks per quarter note: no time at all
     (d / "corrupt.mid").write_bytes(bytes(corrupt))

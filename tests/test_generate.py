@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_checkpoint
 from tatum import tokenizer as tk
 from tatum.corruption import corrupt, group_onsets, skyline_notes
 from tatum.data.examples import build_encoder_input
@@ -26,8 +27,7 @@ from tatum.generate.decode import Row, Style, decode_rows
 from tatum.generate.engine import PLANS, Pass, Piece, parse_plan
 from tatum.generate.sampling import BURST_S, Grammar, Pace, Sampling, pick
 from tatum.generate.structure import novelty, preserved_segments
-from tatum.model.checkpoint import load_model, save_checkpoint
-from tatum.model.config import preset
+from tatum.model.checkpoint import load_model
 from tatum.model.transformer import Seq2Seq
 from tatum.notes import Notes
 from tatum.plot import changed_mask, piano_roll
@@ -122,10 +122,7 @@ def near_melody_groups(onset_ms: np.ndarray, melody_ms) -> list[int]:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """A tiny checkpoint with random but seeded weights and the shipped vocabulary."""
-    tok = Tokenizer.default()
-    torch.manual_seed(0)
-    model = Seq2Seq(preset("tiny", tok.vocab_size, dropout=0.0))
-    return save_checkpoint(model, tok, tmp_path_factory.mktemp("gen-model") / "tiny")
+    return tiny_checkpoint(tmp_path_factory.mktemp("gen-model") / "tiny")
 
 
 @pytest.fixture(scope="module")

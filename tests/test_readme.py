@@ -24,15 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import build_midi
-from tatum.model.checkpoint import save_checkpoint
-from tatum.model.config import preset
-from tatum.model.transformer import Seq2Seq
+from conftest import daw_song, tiny_checkpoint
 from tatum.notes import Notes
 from tatum.options import SPECS
-from tatum.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -68,21 +63,14 @@ def tatum_part(argv: list[str]) -> list[str] | None:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("readme")
-    q = 480
-    rh = [(i * q // 2 + 7, q // 2 - 20, 60 + (i * 5) % 19, 40 + (i * 13) % 80) for i in range(180)]
-    lh = [(i * q + 3, q - 30, 36 + (i * 7) % 12, 70) for i in range(90)]
-    drums = [(i * q // 2, 60, 42, 90) for i in range(180)]
-    (d / "song.mid").write_bytes(build_midi([{"notes": rh, "name": "RH"}, {"notes": lh, "name": "LH"},
-                                             {"notes": drums, "name": "Drums", "drum": True}], tempos=((0, 120.0),)))
+    (d / "song.mid").write_bytes(daw_song(90, 120))    # 45 s
     on = np.arange(0, 16_000, 500)
     Notes(on, np.full(len(on), 400), 67 + (np.arange(len(on)) * 5) % 12, np.full(len(on), 90)).to_midi(d / "melody.mid")
     (d / "my_corruptions.py").write_text(   # the plugin the README's shell example names
         "from tatum.corruption import register\nfrom tatum.tokenizer import encode_segment\n\n"
         "@register('drop_bass', like='fragmentation')\ndef drop_bass(seg, rng):\n"
         "    return encode_segment(seg.select(seg.pitch >= 48))\n")
-    tok = Tokenizer.default()
-    torch.manual_seed(0)
-    model = save_checkpoint(Seq2Seq(preset("tiny", tok.vocab_size, dropout=0.0)), tok, d / "tiny-model")
+    model = tiny_checkpoint(d / "tiny-model")
     env = os.environ | {"TATUM_MODEL": str(model), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                         "COLUMNS": "80", "PYTHONPATH": str(ROOT)}
     return {"dir": d, "env": env}

@@ -11,16 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from conftest import tiny_checkpoint
 from tatum import corruption
 from tatum import tokenizer as tk
 from tatum.errors import TatumError
 from tatum.generate import engine as engine_mod
 from tatum.generate import tasks
-from tatum.model.checkpoint import load_model, save_checkpoint
-from tatum.model.config import preset
-from tatum.model.transformer import Seq2Seq
+from tatum.model.checkpoint import load_model
 from tatum.notes import Notes
 from tatum.tokenizer import Tokenizer
 
@@ -38,10 +36,7 @@ def drop_bass(seg, rng):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    tok = Tokenizer.default()
-    torch.manual_seed(0)
-    return save_checkpoint(Seq2Seq(preset("tiny", tok.vocab_size, dropout=0.0)), tok,
-                           tmp_path_factory.mktemp("plugin-model") / "tiny")
+    return tiny_checkpoint(tmp_path_factory.mktemp("plugin-model") / "tiny")
 
 
 @pytest.fixture

@@ -140,8 +140,6 @@ def test_feed_is_a_multi_event_step(model):
 
 
 def test_prepare_computes_the_new_styles_context_ahead_and_changes_no_note(model):
-    from tatum.generate.stream import Interrupted  # noqa: F401
-
     cond = lambda i: MIX if i >= 4 else JAZZ  # noqa: E731
     plain, _ = jam(Stream(model, TOK), 8, cond=cond)
     stream = Stream(model, TOK)
@@ -155,43 +153,38 @@ def test_prepare_computes_the_new_styles_context_ahead_and_changes_no_note(model
     assert same(plain, first + changed + rest)
 
 
-def test_an_interrupted_call_leaves_no_trace(model):
+def interrupted_then_resumed(model, chunks: int) -> tuple[int, bool]:
+    """Jam `chunks` chunks twice: once straight, once interrupted (at the third check) during the second
+    half and resumed from the state saved before it. (How many checks were made, the same notes?)"""
     from tatum.generate.stream import Interrupted
 
-    whole, _ = jam(Stream(model, TOK), 8)
+    half = chunks // 2
+    whole, _ = jam(Stream(model, TOK), chunks)
     stream = Stream(model, TOK)
-    first, state = jam(stream, 4)
+    first, state = jam(stream, half)
     saved = state.to_json()
     asked = []
     with stream.interruptible(lambda: asked.append(1) or len(asked) > 2):
         with pytest.raises(Interrupted):
-            for i in range(4, 8):               # some call of these decodes a note: it gives up there
+            for i in range(half, chunks):       # some call of these decodes a note: it gives up there
                 _, state = stream.generate_chunk(state, JAZZ, Sampling(seed=5), 0.7, player(i, state))
-    assert asked
-    state = State.from_dict(json.loads(saved))
-    rest, _ = jam(stream, 4, state=state, first=4)
-    assert same(whole, first + rest)
+    rest, _ = jam(stream, chunks - half, state=State.from_dict(json.loads(saved)), first=half)
+    return len(asked), same(whole, first + rest)
+
+
+def test_an_interrupted_call_leaves_no_trace(model):
+    asked, same_notes = interrupted_then_resumed(model, 8)
+    assert asked and same_notes
 
 
 def test_the_encoder_decoder_can_be_interrupted_too_and_leaves_no_trace():
     """The shipped models are encoder–decoders: a jam's style change must not wait for their call to end."""
-    from tatum.generate.stream import Interrupted
     from tatum.model.transformer import Seq2Seq
 
     torch.manual_seed(0)
-    s2s = Seq2Seq(preset("tiny", TOK.vocab_size)).eval()
-    whole, _ = jam(Stream(s2s, TOK), 6)
-    stream = Stream(s2s, TOK)
-    first, state = jam(stream, 3)
-    saved = state.to_json()
-    asked = []
-    with stream.interruptible(lambda: asked.append(1) or len(asked) > 2):
-        with pytest.raises(Interrupted):
-            for i in range(3, 6):
-                _, state = stream.generate_chunk(state, JAZZ, Sampling(seed=5), 0.7, player(i, state))
-    assert len(asked) == 3                      # it gave up at the third token it was about to draw
-    rest, _ = jam(stream, 3, state=State.from_dict(json.loads(saved)), first=3)
-    assert same(whole, first + rest)
+    asked, same_notes = interrupted_then_resumed(Seq2Seq(preset("tiny", TOK.vocab_size)).eval(), 6)
+    assert asked == 3                           # it gave up at the third token it was about to draw
+    assert same_notes
 
 
 @pytest.mark.parametrize("sampling", [Sampling(seed=1), Sampling(seed=2, top_k=0), Sampling(seed=3, temperature=0.0),

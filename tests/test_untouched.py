@@ -13,18 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from symusic import Score
 
-from conftest import build_midi
+from conftest import build_midi, tiny_checkpoint
 from tatum.edit import TRACK, write_edit
 from tatum.generate import tasks
-from tatum.model.checkpoint import save_checkpoint
-from tatum.model.config import preset
-from tatum.model.transformer import Seq2Seq
 from tatum.notes import Notes, read_midi
 from tatum import tokenizer as tk
-from tatum.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COLUMNS": "80"}
@@ -33,10 +28,7 @@ FIELDS = ("time", "duration", "pitch", "velocity")
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    tok = Tokenizer.default()
-    torch.manual_seed(0)
-    return save_checkpoint(Seq2Seq(preset("tiny", tok.vocab_size, dropout=0.0)), tok,
-                           tmp_path_factory.mktemp("untouched-model") / "tiny")
+    return tiny_checkpoint(tmp_path_factory.mktemp("untouched-model") / "tiny")
 
 
 @pytest.fixture(scope="module")
