@@ -769,13 +769,14 @@ def finetune_cmd(
 
 # --------------------------------------------------------------------- real time
 @app.command("jam", help=_help(
-    "Jam live: improvise in real time to MIDI ports (for a DAW), audio or files.\n\n"
+    "Jam live: improvise in real time to MIDI ports, audio or files; ? lists keys.\n\n"
     "Example: tatum jam --seconds 30 -o jam.mid --artist \"Art Tatum\""))
 @generation_options("jam")
 def jam_cmd(
     out_path: Optional[Path] = opt(None, "Record what is played to this file.", "--out", "-o", metavar="OUT.mid"),
     seconds: Optional[float] = opt(None, "Stop after S seconds (else Ctrl-C).", metavar="S"),
     wav: Optional[Path] = opt(None, "Also record the sound (FluidSynth).", metavar="OUT.wav"),
+    png: Optional[Path] = opt(None, "Also a piano roll of what is played.", metavar="OUT.png"),
     audio: bool = opt(False, "Play the sound through JACK.", "--audio"),
     conditioning: options.Conditioning = None,
     mode: str = opt("solo", "solo, respond (when you pause), accompany.", metavar="MODE", show=False),
@@ -800,13 +801,12 @@ def jam_cmd(
 ):
     from tatum.realtime.commands import run_jam
 
-    check_suffix(out_path, "-o", MIDI, "MIDI")
-    check_suffix(wav, "--wav", (".wav",), "WAV audio")
+    check_outputs(out_path, png, wav)
     run_jam(console, out=out_path, seconds=seconds, wav=wav, audio=audio, conditioning=conditioning,
             sampling=sampling, mode=mode, gap_ms=gap_ms, chunk=chunk, buffer=buffer, sync=sync, bpm=bpm,
             quantize=quantize, ports=not no_ports, midi_api=midi_api, out_port=out_port, in_port=in_port,
             clock_port=clock_port, model=model, soundfont=soundfont, force=force, engine=engine,
-            style_text=style_text, mrt_size=mrt_size)
+            style_text=style_text, mrt_size=mrt_size, png=png)
 
 
 @app.command("serve")

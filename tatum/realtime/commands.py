@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 from tatum.errors import TatumError
 from tatum.options import Conditioning, Sampling
 from tatum.realtime.controls import Controls
+from tatum.realtime.keys import JamKeys
 
 QUANTA = {"1/4": 1.0, "1/8": 0.5, "1/16": 0.25, "1/32": 0.125}
 MODES = ("solo", "respond", "accompany")
@@ -48,7 +50,10 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
             sync: str, bpm: float, quantize: str,
             ports: bool, midi_api: str, out_port: str | None, in_port: str | None, clock_port: str | None,
             model: str | None, soundfont: Path | None, force: bool, engine: str = "fluidsynth",
-            style_text: str = "1950s solo piano recording", mrt_size: str = "mrt2_small") -> None:
+            style_text: str = "1950s solo piano recording", mrt_size: str = "mrt2_small",
+            png: Path | None = None, keys: bool = True) -> None:
+    """Play until `seconds` (or Ctrl-C, or `q`), recording to `out`, `wav` and `png`; with `keys`, the
+    keyboard steers it when stdin is a terminal (tatum.realtime.keys)."""
     from tatum.io import check_writable
     from tatum.realtime.jam import SYNCS, Jam, JamOptions, stats_line
 
@@ -65,7 +70,7 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
     _check_bpm(bpm)
     if seconds is not None and not 0 < seconds <= 24 * 3600:
         raise TatumError(f"--seconds must be more than 0 (and at most a day), not {seconds:g}")
-    for path in (out, wav):
+    for path in (out, wav, png):
         if path is not None:
             check_writable(path, force)
     if engine not in ("fluidsynth", "magenta"):
@@ -78,7 +83,7 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
                          quantize_beats=quantize_arg(quantize, sync), ports=ports, midi_api=midi_api,
                          out_port=out_port, in_port=in_port, clock_port=clock_port, audio=audio, wav=wav,
                          soundfont=soundfont, engine=engine, style_text=style_text, mrt_size=mrt_size)
-    if ports and not (out_port or in_port) and sync != "midi-clock" and (out or wav or audio):
+    if ports and not (out_port or in_port) and sync != "midi-clock" and (out or wav or audio or png):
         from tatum.realtime.ports import choose_api
 
         try:
@@ -87,11 +92,15 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
             console.print(f"tatum: warning: {e}; playing without MIDI ports", highlight=False, markup=False,
                           soft_wrap=True)
             options.ports = False
-    if not (options.ports or out or wav or audio):
-        raise TatumError("nothing to play to: give -o OUT.mid, --wav OUT.wav, --audio, or MIDI ports")
+    if not (options.ports or out or wav or audio or png):
+        raise TatumError("nothing to play to: give -o OUT.mid, --wav OUT.wav, --png OUT.png, --audio, or MIDI ports")
     stream, tok = load_stream(model, conditioning.artist, mode, gap_ms)
     controls = make_controls(tok, conditioning, sampling)
     jam = Jam(stream, controls, options)
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
     stopped, finished = 0.0, False
     try:
         if options.ports:
@@ -103,7 +112,7 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
             console.print("waiting for the DAW's MIDI clock (press play)…", highlight=False, markup=False)
             jam.wait_for_transport(None if seconds is None else 30.0)
         jam.start()
-        stopped = _play(console, jam, seconds)
+        stopped = _play(console, jam, seconds, JamKeys(jam, tok.genres, tok.artists, say) if keys else None)
         finished = True
     except KeyboardInterrupt:
         stopped, finished = jam.stop(), True
@@ -114,43 +123,60 @@ def run_jam(console, *, out: Path | None, seconds: float | None, wav: Path | Non
             jam.close()
     try:
         if jam.scheduler.started:          # (Ctrl-C while waiting for the DAW leaves nothing to save)
-            jam.save(out, stopped)
+            jam.save(out, stopped, png)
         else:
             jam.abort_outputs()
     finally:
         jam.close()
     summary = jam.scheduler.stats.summary()
-    written = ", ".join(str(p) for p in (out, wav) if p is not None)
+    written = ", ".join(str(p) for p in (out, wav, png) if p is not None)
     console.print(f"{stopped / 1000:.1f} s jammed: {stats_line(summary)}" + (f" → {written}" if written else ""),
                   highlight=False, markup=False, soft_wrap=True)
 
 
-def _play(console, jam, seconds: float | None) -> float:
-    """Run until `seconds` of jam time (or Ctrl-C), showing a live status line on a terminal."""
+def status_line(s: dict) -> str:
+    """The jam's live line, from `Jam.status()`."""
+    peers = f" · {s['peers']} Link peer(s)" if s["peers"] is not None else ""
+    density = "any" if s["density"] is None else s["density"]
+    guidance = f" · guidance {s['guidance']:g}" if s["guidance"] else ""
+    state = "⏸ paused" if s["paused"] else "♪"
+    return (f"{state} {s['seconds']:6.1f} s · {s['style']} · T {s['temperature']:.1f} · density {density}{guidance}"
+            f" · {s['bpm']:.1f} bpm{peers} · ahead {s['ahead_s']:.1f} s · {s['notes']} notes"
+            f" · {s['underruns']} underruns · in {s['live']} · {s['last']}")
+
+
+def _play(console, jam, seconds: float | None, keys=None) -> float:
+    """Run until `seconds` of jam time (or Ctrl-C, or `q`), showing a live status line on a terminal;
+    `keys` (a `JamKeys`) gets the keys typed when stdin is a terminal."""
     from rich.live import Live
     from rich.text import Text
 
-    def line() -> Text:
-        s = jam.status()
-        peers = f" · {s['peers']} Link peer(s)" if s["peers"] is not None else ""
-        return Text(f"♪ {s['seconds']:6.1f} s · {s['style']} · {s['bpm']:.1f} bpm{peers} · ahead {s['ahead_s']:.1f} s"
-                    f" · {s['notes']} notes · {s['underruns']} underruns · in {s['live']} · {s['last']}")
+    from tatum.realtime.keys import TerminalKeys
 
+    def line() -> Text:
+        return Text(status_line(jam.status()))
+
+    terminal = TerminalKeys(keys.press) if keys is not None else None
     live = Live(line(), console=console, refresh_per_second=5, transient=False) if console.is_terminal else None
-    try:
-        if live:
-            live.start()
-        while True:
-            jam.check()
-            left = None if seconds is None else seconds - jam.clock.now_ms() / 1000
-            if left is not None and left <= 0:
-                break
-            time.sleep(0.1 if left is None else min(0.1, left))
+    with terminal or contextlib.nullcontext():     # (the terminal's settings come back on any way out)
+        if terminal is not None and terminal.active:
+            keys.say("keys steer the jam: ? lists them")
+        try:
             if live:
-                live.update(line())
-    finally:
-        if live:
-            live.stop()
+                live.start()
+            while keys is None or not keys.quit.is_set():
+                jam.check()
+                if terminal is not None:
+                    terminal.check()
+                left = None if seconds is None else seconds - jam.clock.now_ms() / 1000
+                if left is not None and left <= 0:
+                    break
+                time.sleep(0.1 if left is None else min(0.1, left))
+                if live:
+                    live.update(line())
+        finally:
+            if live:
+                live.stop()
     stopped = jam.stop()
     return stopped if seconds is None else min(stopped, seconds * 1000)
 

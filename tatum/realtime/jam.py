@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from tatum.errors import TatumError
-from tatum.realtime.controls import Controls
+from tatum.realtime.controls import GENRES, Controls
 from tatum.realtime.live import LiveInput
 from tatum.realtime.record import MidiRecorder
 from tatum.realtime.scheduler import Scheduler
+from tatum.realtime.timeline import ON, Event
 from tatum.realtime.transport import FreeTransport, JamClock, LinkTransport, MidiClockTransport
 
 SYNCS = ("free", "link", "midi-clock")
@@ -53,6 +56,10 @@ class Jam:
         self.options, self._closers = options, []
         self.out_sink = self.audio = self.wav = self.pacer = self.jack_audio = None
         self.in_port = None
+        self.controls = controls          # the last asked for (the scheduler takes them up soon after)
+        self.paused = False
+        self._held: list = []             # notes drawn while paused, for the audio on resuming
+        self._lock = threading.Lock()
         try:
             self._build(stream, controls, options)
         except BaseException:
@@ -78,7 +85,7 @@ class Jam:
                                    live=self.live, rewind_on_live=o.mode in ("respond", "accompany"),
                                    quantize_beats=o.quantize_beats)
         self.recorder = MidiRecorder(self.clock)
-        self.scheduler.on_event.append(self.recorder.on_event)
+        self.scheduler.on_event.append(self._unless_paused(self.recorder.on_event))
         self.watch = None
         if api is not None:
             from tatum.realtime.ports import JackWatch, MidiOutSink, api_name, open_input, open_output
@@ -93,6 +100,8 @@ class Jam:
             if o.ports:
                 alive = (lambda: self.watch.alive) if self.watch is not None else (lambda: True)
                 self.out_sink = MidiOutSink(open_output(api, o.out_port, "out", o.client), alive=alive)
+                # on the sink itself, so that the sink's listener is still `out_sink.on_event`
+                self.out_sink.on_event = self._unless_paused(self.out_sink.on_event)
                 self._closers.append(self.out_sink.close)
                 self.scheduler.on_event.append(self.out_sink.on_event)
                 self.in_port = open_input(api, self.live.message, o.in_port, "in", f"{o.client}-in")
@@ -109,8 +118,8 @@ class Jam:
             else:
                 raise TatumError(f"unknown --engine {o.engine!r}; use fluidsynth or magenta")
             self._closers.append(self.audio.close)
-            self.scheduler.on_notes.append(lambda notes, epoch: self.audio.add(notes))
-            self.scheduler.on_cut.append(self.audio.cut)
+            self.scheduler.on_notes.append(self._to_audio)
+            self.scheduler.on_cut.append(self._cut_audio)
             if o.wav:
                 self.wav = WavRecorder(o.wav)
                 self.audio.sinks.append(self.wav)
@@ -152,18 +161,63 @@ class Jam:
             if err is not None:
                 raise err
 
-    def set_controls(self, changes: dict, artists=()) -> Controls:
-        new = self.scheduler.controls.updated(changes, artists)
-        self.scheduler.request(new)
+    def set_controls(self, changes: dict, artists: Sequence[str] = (), genres: Sequence[str] = GENRES) -> Controls:
+        """Check `changes` (a dict of control names, as the browser page sends them) against the
+        model's vocabulary and play them from as soon as a redraw is ready."""
+        with self._lock:        # built on the last asked for, so quick changes add up before they are heard
+            new = self.controls.updated(changes, artists, genres)
+            self.controls = new
+            self.scheduler.request(new)
         return new
+
+    # ---------------------------------------------------------------- pause
+    # Pausing silences what comes next and lets what sounds end; the model goes on drawing, so a
+    # resume is heard at once (no redraw to wait for), in the MIDI, the recording and the audio alike.
+    def _unless_paused(self, listener):
+        def on_event(ev: Event, due: float) -> None:
+            if ev.kind != ON or not self.paused:       # (note-offs end the notes that were sounding)
+                listener(ev, due)
+        return on_event
+
+    def _real_now(self) -> float:
+        return float(self.clock.real_ms(np.array([self._now_or_zero()]))[0])
+
+    def _to_audio(self, notes, epoch: int) -> None:
+        with self._lock:
+            if self.paused:
+                self._held.append(notes)
+                return
+        self.audio.add(notes)
+
+    def _cut_audio(self, at_ms: float) -> None:
+        with self._lock:
+            self._held = [n.select(n.onset_ms < at_ms) for n in self._held]
+        self.audio.cut(at_ms)
+
+    def pause(self) -> None:
+        with self._lock:
+            self.paused = True
+        if self.audio is not None:
+            self.audio.cut(self._real_now())
+
+    def resume(self) -> None:
+        with self._lock:
+            self.paused, held, self._held = False, self._held, []
+        if self.audio is not None:
+            now = self._real_now()
+            self.audio.cut(now)          # (what was rendered ahead while paused is silence)
+            for notes in held:
+                self.audio.add(notes.select(notes.onset_ms >= now))
 
     def status(self) -> dict:
         s = self.scheduler
         now = self.clock.now_ms() if self.clock.beat0 is not None else 0.0
-        recent = self.recorder.notes(now)
-        recent = recent.select(recent.onset_ms >= now - 1500)
-        return {"style": s.controls.label(), "bpm": self.clock.bpm(), "seconds": now / 1000,
-                "notes": s.stats.notes, "ahead_s": (s.horizon - now) / 1000, "underruns": s.stats.underruns,
+        played = self.recorder.notes(now)     # (what was heard: no notes while paused)
+        recent = played.select(played.onset_ms >= now - 1500)
+        c = self.controls
+        return {"style": c.label(), "temperature": c.temperature, "density": c.density, "guidance": c.guidance,
+                "paused": self.paused, "bpm": self.clock.bpm(), "seconds": now / 1000,
+                "notes": len(played), "ahead_s": (s.horizon - now) / 1000, "underruns": s.stats.underruns,
                 "late": s.stats.late_notes, "live": self.live.count,
                 "last": " ".join(note_name(int(p)) for p in recent.pitch[-6:]),
                 "peers": getattr(self.transport, "peers", None)}
@@ -186,9 +240,13 @@ class Jam:
                 pass
         self._closers = []
 
-    def save(self, midi: Path | None, until_ms: float) -> None:
+    def save(self, midi: Path | None, until_ms: float, png: Path | None = None) -> None:
         if midi is not None:
             self.recorder.save(midi, until_ms)
+        if png is not None:
+            from tatum.plot import piano_roll
+
+            piano_roll(png, self.recorder.daw_notes(until_ms), titles=("", "jam"))
         if self.wav is not None:
             self.wav.close()
 
