@@ -193,6 +193,41 @@ def test_the_players_notes_reach_the_stream_and_can_trigger_a_redraw():
     assert sched.state.live[0][2] == 67 and 200 <= sched.state.live[0][0] <= 400
 
 
+def test_a_change_is_prepared_for_its_cut_with_the_players_notes_and_starts_inside_one_window():
+    from dataclasses import dataclass, field
+
+    from tatum.realtime.live import LiveInput
+
+    @dataclass
+    class Prepared(MockStream):      # prepares as Stream does, in 1 s windows
+        prepared: list = field(default_factory=list)
+        window_ms = 1000
+
+        def prepare(self, state, conditioning=None, sampling=None, at_ms=None, live=None, slack_ms=0):
+            self.prepared.append((at_ms, slack_ms, 0 if live is None else len(live), len(self.calls)))
+
+    stream = Prepared(step_ms=100)
+    clock = JamClock(FreeTransport())
+    live = LiveInput(lambda wall: clock.ms_at_wall(wall) if clock.beat0 is not None else None)
+    sched = Scheduler(stream, Controls(), clock, chunk_s=1.0, buffer_s=2.0, live=live)
+
+    def changes(s):
+        for k in range(5):
+            time.sleep(0.23)
+            live.message([0x90, 60 + k, 90])
+            s.request(Controls().updated({"genre": ("classical", "pop")[k % 2]}))
+
+    run(sched, 0.3, changes)
+    cuts = [r["cut_ms"] for r in sched.stats.rewinds]
+    assert len(cuts) == len(stream.prepared) == 5
+    for cut, (at, slack, n, calls) in zip(cuts, stream.prepared):
+        assert at <= cut <= at + slack + 20 and at // 1000 == cut // 1000    # prepared where it cut
+        assert n >= 1                                                       # with the note just played
+        first = next(c for c in stream.calls[calls:] if c["start_ms"] == cut)
+        assert first["live"] >= 1                                  # given to the first chunk after the cut
+        assert cut // 1000 == (cut + round(first["chunk_s"] * 1000) - 1) // 1000   # inside one window
+
+
 def test_state_stays_json_through_the_scheduler():
     stream = MockStream()
     sched = Scheduler(stream, Controls(), JamClock(FreeTransport()), chunk_s=0.5, buffer_s=0.5)

@@ -144,11 +144,12 @@ def test_prepare_computes_the_new_styles_context_ahead_and_changes_no_note(model
     plain, _ = jam(Stream(model, TOK), 8, cond=cond)
     stream = Stream(model, TOK)
     first, state = jam(stream, 4)
-    stream.prepare(state, MIX, Sampling(seed=5), state.played_ms + 100)
+    # prepared for a call that may start up to 300 ms after at_ms, with the player's notes it will get
+    stream.prepare(state, MIX, Sampling(seed=5), state.played_ms - 100, live=player(4, state), slack_ms=300)
     reuse = stream.kept()[0]
-    before = reuse.prefills
+    before = reuse.prefills, reuse.fed_notes
     changed, state = jam(stream, 1, state=state, cond=cond, first=4)
-    assert reuse.prefills == before          # the change found its context ready
+    assert (reuse.prefills, reuse.fed_notes) == before    # the change found its context and notes ready
     rest, _ = jam(stream, 3, state=state, cond=cond, first=5)
     assert same(plain, first + changed + rest)
 

@@ -120,6 +120,9 @@ class Stream:
     context_windows: int = CONTEXT_WINDOWS
     lookahead_ms: int = LOOKAHEAD_MS
     keep: bool = True            # False: keep nothing between calls (the same notes, slower; for tests)
+    # Windows begin at multiples of this: the first call to reach one computes its context (a prefill),
+    # so a scheduler keeps the short first chunk after a change inside one.
+    window_ms = W
     # Not part of any state: what the model computed for the last calls, per thread (each jam decodes
     # on its own thread). Absent (a new stream, another thread) it is rebuilt, and nothing changes.
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False, compare=False)
@@ -139,20 +142,27 @@ class Stream:
         return local.reuse, local.memo
 
     def prepare(self, state: State | None, conditioning: Conditioning | None = None,
-                sampling: Sampling | None = None, at_ms: int | None = None) -> None:
-        """Compute now what a coming `generate_chunk` under `conditioning` will need at jam time `at_ms`
-        (default: the state's clock): the model's context of that window and the notes played in it
-        before `at_ms`. Draws nothing and changes no state, only how long that call takes: on a change
-        of style the scheduler calls it first, then chooses when the change takes over."""
+                sampling: Sampling | None = None, at_ms: int | None = None, live: Notes | None = None,
+                slack_ms: int = 0) -> None:
+        """Compute now what a coming `generate_chunk` under `conditioning` will need from jam time
+        `at_ms` (default: the state's clock) on: the model's context of that window and the notes played
+        in it. Draws nothing and changes no state, only how long that call takes: on a change of style
+        the scheduler calls it first, then chooses when the change takes over. `live`: the player's notes
+        that call will be given; `slack_ms`: it may start up to this much later than `at_ms`."""
         if state is None or not self.keep or not isinstance(self.model, NoteLM):
             return
         conditioning = conditioning or Conditioning(genre={"jazz": 1.0})
         sampling = sampling or Sampling()
         at = state.played_ms if at_ms is None else int(at_ms)
         w = at // W
-        played = Notes.merge([_notes(state.history), _notes(state.live)])
+        # as generate_chunk will merge them (the same order, so the same tokens)
+        players = state.live + (_rows(live) if live is not None and len(live) else [])
+        played = Notes.merge([_notes(state.history), _notes(players)])
+        # The notes before the latest start too: the cache then holds every note the call's prefix can
+        # hold, and a call from earlier finds its own in it (a prefix of them) and feeds nothing.
+        until = min(at + max(0, int(slack_ms)), (w + 1) * W)
         enc, style, pace = self._context(w, played, conditioning)
-        before = played.select((played.onset_ms >= w * W) & (played.onset_ms < at)).shift(-w * W)
+        before = played.select((played.onset_ms >= w * W) & (played.onset_ms < until)).shift(-w * W)
         prime(self.model, Row(enc, played=tk.encode_segment(before), pace=pace), sampling, self.kept()[0], style,
               self.tok.null_style, (self.tok.density_id(None), self.tok.polyphony_id(None)))
 

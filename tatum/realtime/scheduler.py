@@ -7,14 +7,16 @@ measures how late each one went out.
 
 A change of controls must not wait for the buffer to play out. The stream's state is explicit, so the
 generator keeps the state from before every chunk; on a change it stops the chunk it is drawing (the
-stream's `interruptible`), lets the stream compute what does not depend on the moment of the change
-(`prepare`: the model's context under the new style), then picks the cut point c = now + margin
-(margin ≈ how long the rest of a redraw takes here, learnt from the last ones), rewinds to the last
-chunk boundary before c, replays that chunk up to c under the old controls (it reproduces exactly what
-is buffered: same plan, same seed — the stream remembers it), drops every buffered note from c on, and
-draws on from c under the new controls: a short first chunk, then chunks no longer than the music
-already buffered (so each comes back before it is due), up to the usual length. So a change is heard
-after about prepare + margin, whatever the buffer. The player's notes can trigger the same rewind
+stream's `interruptible`), picks the cut point c = now + prepare + margin (prepare: as long as the last
+ones took; margin ≈ how long the rest of a redraw takes here, learnt from the last ones; the edge of the
+stream's window when c falls just before one), lets the stream compute for c what does not depend on
+the new chunk (`prepare`: the model's context under the new style, the notes played before c, the
+player's too), moves c later if that ran late, rewinds to the last chunk boundary before c, replays
+that chunk up to c under the old controls (it reproduces exactly what is buffered: same plan, same
+seed — the stream remembers it), drops every buffered note from c on, and draws on from c under the new
+controls: a short first chunk (inside one window), then each twice the last or as long as the music
+buffered ahead, up to the usual length; the player's newer notes wait for that one. So a change is
+heard after about prepare + margin, whatever the buffer. The player's notes can trigger the same rewind
 (respond / accompany), so the engine reacts to them without waiting for the buffer either.
 """
 
@@ -41,10 +43,11 @@ from tatum.realtime.transport import JamClock
 
 MIN_CHUNK_MS = 50          # the contract's shortest chunk
 MIN_MARGIN_MS = 60.0       # cut this far ahead at least: the player must not be reached mid-edit
-# After a rewind, the first chunk: short, so the change is heard soon, but not shorter than a call's
-# fixed cost can pay for (the call after a cut primes a new context, ≈ 180 ms with NoteLM here, whatever
-# the chunk's length; a 100 ms chunk then loses ground and the ramp underruns).
-FIRST_CHUNK_MS = 400
+# After a rewind, the first chunk. The margin must cover its call, whose cost follows the notes it draws
+# (the new style's context and the notes before the cut are prepared): short, so that cost stays small
+# and the change is heard soon; not so short that the calls after it, each with a fixed cost of its
+# own, fall behind.
+FIRST_CHUNK_MS = 200
 SWITCH_S = 0.0005          # the GIL changes hands this often while a jam plays (Python's default: 5 ms)
 _running = 0               # jams playing in this process
 _switch = [sys.getswitchinterval()]
@@ -157,6 +160,7 @@ class Scheduler:
         self._ramp_t0 = 0.0
         self._ramp_music = self._ramp_need = 0.0
         self._need_ms: float | None = None
+        self._primed = False               # the ramp follows a prepared cut (see _generate)
         self._interrupt = threading.Event()   # a newer request: give up the chunk being drawn
         self._cv = threading.Condition()
         self._stop = threading.Event()
@@ -254,10 +258,14 @@ class Scheduler:
         the first, from the slowest recent calls), with room to spare."""
         # before the first rewind: a guess from the slowest recent calls (what a ramp needs under load)
         need = self._need_ms if self._need_ms is not None else 600 * self._plan_s
-        return max(MIN_MARGIN_MS, 1.2 * need + 20.0)
+        # half again: a first chunk may hold several times the notes of the ones the need was learnt from
+        return max(MIN_MARGIN_MS, 1.5 * need + 20.0)
 
-    def _take_live(self, now: float) -> Notes | None:
-        parts = self._carry + ([self.live.take(now)] if self.live is not None and now > -np.inf else [])
+    def _take_live(self, now: float, new: bool = True) -> Notes | None:
+        """The player's notes to give with the next call: those given back by a rewind, and (`new`)
+        those played since the last call."""
+        new = new and self.live is not None and now > -np.inf
+        parts = self._carry + ([self.live.take(now)] if new else [])
         self._carry = []
         parts = [p for p in parts if p is not None and len(p)]
         return Notes.merge(parts) if parts else None
@@ -284,7 +292,13 @@ class Scheduler:
         if self._ramp is None or not self.started:
             return self.chunk_ms
         if self._ramp == 0:               # the first chunk under the change
-            return min(self.chunk_ms, FIRST_CHUNK_MS)
+            n = min(self.chunk_ms, FIRST_CHUNK_MS)
+            window = getattr(self.stream, "window_ms", None)
+            if window:                    # (a cut that ran late past the planned one: see _rewind)
+                edge = (self.horizon // window + 1) * window
+                if edge - self.horizon >= MIN_CHUNK_MS:
+                    n = min(n, int(edge - self.horizon))
+            return n
         ahead = self.horizon - self.clock.now_ms()
         if ahead <= 0:
             return self.chunk_ms
@@ -295,6 +309,8 @@ class Scheduler:
         margin it needed to be on time; the largest over the ramp teaches the next margins."""
         need = (time.perf_counter() - self._ramp_t0) * 1000 - self._ramp_music
         self._ramp_need = max(self._ramp_need, need)
+        if self._ramp == 0 and self.stats.rewinds:
+            self.stats.rewinds[-1]["first_call"] = self.stats.gen_s[-1] * 1000
         self._ramp_music += chunk_ms
         self._ramp = chunk_ms
         if chunk_ms >= self.chunk_ms:
@@ -306,13 +322,21 @@ class Scheduler:
         if self._ramp_music > 0:
             need = self._ramp_need
             self.stats.ramp_need_ms.append(need)
-            self._need_ms = need if self._need_ms is None else max(need, 0.85 * self._need_ms + 0.15 * need)
+            if self.stats.rewinds:
+                self.stats.rewinds[-1]["need"] = need
+            # (forgetting slowly: a ramp's need follows how many notes its first chunk holds, which the
+            # last few ramps say little about)
+            self._need_ms = need if self._need_ms is None else max(need, 0.95 * self._need_ms + 0.05 * need)
         self._ramp = None
 
     def _generate(self, now: float) -> None:
         from tatum.generate.stream import Interrupted
 
-        live = self._take_live(now)
+        # While the chunks ramp up after a prepared cut they get the player's notes prepare saw, not
+        # newer ones (the first usual-length chunk gives those): a newer note falls before the cut, so
+        # the call would feed it and every note after it again, and one in the window before redraws
+        # the whole context (≈ a prefill each call), which is what the short chunks cannot pay for.
+        live = self._take_live(now, new=self._ramp is None or not self._primed)
         start = self.horizon
         ramp = self._ramp
         chunk_ms = self._chunk_ms()
@@ -376,17 +400,32 @@ class Scheduler:
             self.controls = controls
         if stream is not None:
             self.stream = stream
+        self._learn()                     # (a ramp cut short by this change still teaches)
+        margin = self._margin_ms()
         prepare = getattr(self.stream, "prepare", None)
-        if prepare is not None and self.state is not None and self.started:
-            # what does not depend on the moment of the change (the new style's context), before
-            # choosing that moment: the cut then needs to cover only the rest of the redraw
+        self._primed = prepare is not None and self.state is not None and self.started
+        cut = -np.inf
+        if self._primed:
+            # Prepared first, the cut needs to cover only the rest of the redraw; prepared for the cut itself
+            # (the notes before it, the player's it will be given) the first chunk feeds no note again.
+            # Just before a window's edge the change starts at the edge: a first chunk reaching into the
+            # next window would compute that window's context, which the margin does not plan for.
+            pending = self._take_live(now)
+            self._carry = [pending] if pending is not None else []
+            took = 1000 * float(np.median(self.stats.prepare_s[-5:])) if self.stats.prepare_s else 100.0
+            cut = now + took + margin
+            window = getattr(self.stream, "window_ms", None)
+            if window:
+                edge = (cut // window + 1) * window
+                if edge - cut < FIRST_CHUNK_MS / 2:
+                    cut = edge
+            late = 1000 * max(self.stats.prepare_s[-5:], default=0.1) - took    # (a prepare running late)
             t = time.perf_counter()
-            prepare(self.state, self.controls.conditioning(), self.controls.sampling(self.seed),
-                    int(now + self._margin_ms()))
+            prepare(self.state, self.controls.conditioning(), self.controls.sampling(self.seed), int(np.ceil(cut)),
+                    live=pending, slack_ms=int(np.ceil(late)) + MIN_CHUNK_MS)
             self.stats.prepare_s.append(time.perf_counter() - t)
             now = self.clock.now_ms()
-        cut = now + self._margin_ms()
-        self._learn()                     # (a ramp cut short by this change still teaches)
+        cut = max(cut, now + margin)
         self._ramp, self._ramp_t0, self._ramp_music, self._ramp_need = 0, time.perf_counter(), 0.0, 0.0
         self.stats.rewinds.append({"waited": (began - asked) * 1000, "prepare": (self._ramp_t0 - began) * 1000,
                                    "margin": cut - now, "reason": reason})
