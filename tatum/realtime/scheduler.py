@@ -7,17 +7,17 @@ measures how late each one went out.
 
 A change of controls must not wait for the buffer to play out. The stream's state is explicit, so the
 generator keeps the state from before every chunk; on a change it stops the chunk it is drawing (the
-stream's `interruptible`), picks the cut point c = now + prepare + margin (prepare: as long as the last
-ones took; margin ≈ how long the rest of a redraw takes here, learnt from the last ones; the edge of the
+stream's `interruptible`), picks the cut point c = now + prepare + margin (prepare: the least it took
+lately; margin ≈ how long the rest of a redraw takes here, learnt from the last ones; the edge of the
 stream's window when c falls just before one), lets the stream compute for c what does not depend on
 the new chunk (`prepare`: the model's context under the new style, the notes played before c, the
 player's too), moves c later if that ran late, rewinds to the last chunk boundary before c, replays
 that chunk up to c under the old controls (it reproduces exactly what is buffered: same plan, same
 seed — the stream remembers it), drops every buffered note from c on, and draws on from c under the new
-controls: a short first chunk (inside one window), then each twice the last or as long as the music
-buffered ahead, up to the usual length; the player's newer notes wait for that one. So a change is
-heard after about prepare + margin, whatever the buffer. The player's notes can trigger the same rewind
-(respond / accompany), so the engine reacts to them without waiting for the buffer either.
+controls: a short first chunk (inside one window), then each as long as the music buffered ahead, up to
+the usual length; the player's newer notes wait for that one. So a change is heard after about
+prepare + margin, whatever the buffer. The player's notes can trigger the same rewind (respond /
+accompany), so the engine reacts to them without waiting for the buffer either.
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ class Scheduler:
         self._pending: tuple | None = None
         self._waiting: list[tuple[int, float]] = []   # (epoch, wall of the request) for the latency
         self._plan_s = 0.0                 # how long a slow (planning) call takes here, recent max
+        self._cost: deque = deque(maxlen=10)   # (ms the call took, ms of music) of the last chunks drawn
         # After a rewind the chunks ramp up from a short one: `_ramp` is the last one's length (0 before
         # the first, None when chunks are back to their usual length); `_ramp_t0` when the cut was
         # chosen, `_ramp_music` the music drawn since, `_ramp_need` the margin this ramp needed so far,
@@ -258,6 +259,10 @@ class Scheduler:
         the first, from the slowest recent calls), with room to spare."""
         # before the first rewind: a guess from the slowest recent calls (what a ramp needs under load)
         need = self._need_ms if self._need_ms is not None else 600 * self._plan_s
+        # Never less than the first chunk at twice the recent cost per ms of music: the last ramps may all
+        # have begun with few notes, and the machine may have become slower since.
+        if self._cost:
+            need = max(need, 2 * FIRST_CHUNK_MS * sum(t for t, _ in self._cost) / sum(m for _, m in self._cost))
         # half again: a first chunk may hold several times the notes of the ones the need was learnt from
         return max(MIN_MARGIN_MS, 1.5 * need + 20.0)
 
@@ -286,9 +291,10 @@ class Scheduler:
         return chunk, new
 
     def _chunk_ms(self) -> int:
-        """The next chunk's length: as asked, but after a rewind first a short one, then each twice the
-        last (or as long as the music buffered ahead, if longer) up to the usual length; behind the
-        clock already, the usual length (long chunks catch up soonest)."""
+        """The next chunk's length: as asked, but after a rewind first a short one, then each as long as
+        the music buffered ahead (so it comes back before it is due, however slow the machine has become)
+        but no shorter than the last, up to the usual length; behind the clock already, the usual length
+        (long chunks catch up soonest)."""
         if self._ramp is None or not self.started:
             return self.chunk_ms
         if self._ramp == 0:               # the first chunk under the change
@@ -302,7 +308,7 @@ class Scheduler:
         ahead = self.horizon - self.clock.now_ms()
         if ahead <= 0:
             return self.chunk_ms
-        return int(min(self.chunk_ms, max(2 * self._ramp, ahead)))
+        return int(min(self.chunk_ms, max(self._ramp, ahead)))
 
     def _ramped(self, chunk_ms: int) -> None:
         """A chunk of the ramp came back: how far past the cut it did, less the music before it, is the
@@ -352,6 +358,7 @@ class Scheduler:
         self._snapshots.append(_Snapshot(start, self.state, live, self.controls, self.stream,
                                          chunk_ms, self.epoch))
         self.state, self.horizon = state, start + chunk_ms
+        self._cost.append((self.stats.gen_s[-1] * 1000, chunk_ms))
         self.stats.chunks += 1
         self.stats.music_ms += chunk_ms
         if self._ramp is not None and self.started:
@@ -412,7 +419,7 @@ class Scheduler:
             # next window would compute that window's context, which the margin does not plan for.
             pending = self._take_live(now)
             self._carry = [pending] if pending is not None else []
-            took = 1000 * float(np.median(self.stats.prepare_s[-5:])) if self.stats.prepare_s else 100.0
+            took = 1000 * min(self.stats.prepare_s[-5:], default=0.1)    # (later if it takes longer)
             cut = now + took + margin
             window = getattr(self.stream, "window_ms", None)
             if window:
