@@ -181,8 +181,8 @@ def harmonize(melody: Notes | str | os.PathLike, *, passes: int = 5, context: tu
     A melody with chords is reduced to its top line with a warning (an error with `strict`).
     Chords are forced only under melody notes at least `chord_gap_ms` apart and held at least that
     long, as a pianist comps on the beat and lets passing notes pass; 0 forces one under every melody
-    note, a wall of notes under a fast line (PiJAMA val skylines: 31 notes/s against the pianists' 7;
-    600 ms: 19 notes/s, and the held chords keep the polyphony rate at 0.98 or more).
+    note, a wall of notes under a fast line. The polyphony control defaults to bucket 3 here (see
+    `tatum.options.VERB_DEFAULTS`): the model alone piles notes under a slow tune.
     The options (`conditioning`, `sampling` or their fields as keywords) are as for `improvise`; the
     melody's own notes come back exactly as given.
     """
