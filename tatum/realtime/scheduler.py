@@ -47,7 +47,7 @@ MIN_MARGIN_MS = 60.0       # cut this far ahead at least: the player must not be
 # (the new style's context and the notes before the cut are prepared): short, so that cost stays small
 # and the change is heard soon; not so short that the calls after it, each with a fixed cost of its
 # own, fall behind.
-FIRST_CHUNK_MS = 200
+FIRST_CHUNK_MS = 150
 SWITCH_S = 0.0005          # the GIL changes hands this often while a jam plays (Python's default: 5 ms)
 _running = 0               # jams playing in this process
 _switch = [sys.getswitchinterval()]
