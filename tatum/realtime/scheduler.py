@@ -259,10 +259,11 @@ class Scheduler:
         the first, from the slowest recent calls), with room to spare."""
         # before the first rewind: a guess from the slowest recent calls (what a ramp needs under load)
         need = self._need_ms if self._need_ms is not None else 600 * self._plan_s
-        # Never less than the first chunk at twice the recent cost per ms of music: the last ramps may all
-        # have begun with few notes, and the machine may have become slower since.
+        # Never less than the first chunk at three times the recent cost per ms of music (a change's first
+        # notes come denser than the average): the last ramps may all have begun with few notes, and the
+        # machine may have become slower since.
         if self._cost:
-            need = max(need, 2 * FIRST_CHUNK_MS * sum(t for t, _ in self._cost) / sum(m for _, m in self._cost))
+            need = max(need, 3 * FIRST_CHUNK_MS * sum(t for t, _ in self._cost) / sum(m for _, m in self._cost))
         # half again: a first chunk may hold several times the notes of the ones the need was learnt from
         return max(MIN_MARGIN_MS, 1.5 * need + 20.0)
 
