@@ -209,8 +209,11 @@ def realtime_run(stream, controls, piece, minutes: float, chunk_s: float, buffer
            "send_jitter_p95_ms": summary["jitter_p95_ms"], "note": note}
     try:
         if receiver is not None:
-            got = json.loads(receiver.communicate("", timeout=30)[0].strip().splitlines()[-1])
-            out.update(port_jitter(sends.log, got))
+            lines = receiver.communicate("", timeout=30)[0].strip().splitlines()
+            if lines:
+                out.update(port_jitter(sends.log, json.loads(lines[-1])))
+            else:   # (it died with the JACK server, say): the jam's own figures still stand
+                out["note"] = f"the JACK receiver returned nothing (exit {receiver.returncode}): jitter measured at the sender"
     finally:
         if receiver is not None and receiver.poll() is None:
             receiver.kill()

@@ -203,3 +203,12 @@ def test_drawing_on_a_heads_own_classes_is_the_same_draw(model, monkeypatch, sam
                                TOK.null_style))
     assert sampling.temperature == 0 or sum(len(o) for o in out[0]) >= 30
     assert all(np.array_equal(a, b) for a, b in zip(*out))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_change_of_style_is_answered_with_a_note_at_once(model, seed):
+    from tatum.generate.stream import ANSWER_MS
+
+    cond = lambda i: MIX if i >= 3 else JAZZ  # noqa: E731  (the change at 3 × 0.7 s, inside the first window)
+    out, _ = jam(Stream(model, TOK), 4, cond=cond, sampling=Sampling(seed=seed, temperature=1.2), live=None)
+    assert len(out[3]) and out[3].onset_ms.min() < 2100 + ANSWER_MS

@@ -31,6 +31,8 @@ class Row:
                                        # what is needed soon; the rest of the window can follow later)
     ended: bool = False                # set by decoding: the model ended the window (not the horizon)
     pace: Pace | None = None           # the density and polyphony the window must keep (None: free)
+    answer_by: int | None = None       # NoteLM: the first new onset at or before this step, the window
+                                       # not ended before it (a change of style is heard at once)
 
 
 @dataclass
@@ -427,12 +429,16 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     horizon = _horizons(rows)
     for r in rows:
         r.ended = False
-    for _ in range(limit):
+    answer = _answer_mask(rows)
+    for i in range(limit):
         if stop is not None and stop():
             raise Interrupted
         on = mixed(model.onset_logits(h))
         if fast:    # (the same draws as below, on the heads' own classes)
-            cls = pick_part(on, grammar.onset_allowed(), sampling, gen, V)
+            allowed = grammar.onset_allowed()
+            if i == 0 and answer is not None and (allowed & answer).any(dim=1).all():
+                allowed = allowed & answer
+            cls = pick_part(on, allowed, sampling, gen, V)
             onset = torch.where(cls == 0, tk.EOS, cls - 1 + tk.ONSET0)
         else:
             onset = pick(grammar.adjust(_full(on[:, 1:], tk.ONSET0, V, on[:, 0])), grammar.allowed(), sampling, gen)
@@ -469,6 +475,19 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         h = model.step(both(note).to(device), target_place, both(onset - tk.ONSET0).to(device), cache,
                        both(nxt).to(device))
     return [np.array(o, dtype=np.int64) for o in out]
+
+
+def _answer_mask(rows: list[Row]) -> torch.Tensor | None:
+    """[B, 1 + N_ONSET] for the first onset drawn: rows with `answer_by` may neither end the window nor
+    wait past it (None: no row has one)."""
+    if all(r.answer_by is None for r in rows):
+        return None
+    m = torch.ones(len(rows), 1 + tk.N_ONSET, dtype=torch.bool)
+    for j, r in enumerate(rows):
+        if r.answer_by is not None:
+            m[j, 0] = False
+            m[j, 2 + r.answer_by:] = False
+    return m
 
 
 def _horizons(rows: list[Row]) -> torch.Tensor:

@@ -53,6 +53,8 @@ LOOKAHEAD_MS = 0             # each call decodes this far past the end of its ch
                              # call by call at no extra cost, the model's keys and values being kept)
 MODES = ("solo", "respond", "accompany")
 MEMO = 16                    # decodes remembered per thread, for replays (see Stream._decode)
+ANSWER_MS = 100              # after a change of conditioning the first note comes within this: the
+                             # change is heard at once, not after a rest the model happened to draw
 
 
 @dataclass
@@ -219,8 +221,10 @@ class Stream:
         before = played.select((played.onset_ms >= w * W) & (played.onset_ms < now)).shift(-w * W)
         kept = _notes(state.plan).select(_notes(state.plan).onset_ms >= now - w * W) if same else Notes.empty()
         start = state.plan_until if same else now - w * W
+        changed = not same and state.plan_key not in ("", key)
         prefix = tk.encode_segment(Notes.merge([before, kept]))
-        ids, ended = self._decode(state, w, played, prefix, start, need - w * W, cond, sampling)
+        ids, ended = self._decode(state, w, played, prefix, start, need - w * W, cond, sampling,
+                                  answer_ms=start + ANSWER_MS if changed else None)
         new = tk.decode_segment(ids[len(prefix):])
         state.plan = _rows(Notes.merge([kept, new]))
         state.plan_until = W if ended else need - w * W
@@ -245,15 +249,17 @@ class Stream:
         return enc, style, Pace.from_tokens(self.tok, style_ids[2], style_ids[3])
 
     def _decode(self, state: State, w: int, played: Notes, prefix: np.ndarray, from_ms: int, until_ms: int,
-                cond: Conditioning, sampling: Sampling) -> tuple[np.ndarray, bool]:
+                cond: Conditioning, sampling: Sampling, answer_ms: int | None = None) -> tuple[np.ndarray, bool]:
         """Window `w` continued after `prefix` from `from_ms` up to `until_ms` (ms in the window): its
-        tokens (prefix included) and whether the model ended the window."""
+        tokens (prefix included) and whether the model ended the window. `answer_ms`: its first note
+        comes by then (when the window lasts that long)."""
         enc, style, pace = self._context(w, played, cond)
         salt = state.chunk_index * 7919 + w
+        answer = None if answer_ms is None or answer_ms >= W else answer_ms // tk.GRID_MS
         row = Row(enc, played=prefix, from_step=-(-from_ms // tk.GRID_MS), until_step=-(-until_ms // tk.GRID_MS),
-                  pace=pace)
+                  pace=pace, answer_by=answer)
         reuse, memo = self.kept()
-        key = _decode_key(self.model, enc, style, sampling, salt, prefix, row.from_step)
+        key = _decode_key(self.model, enc, style, sampling, salt, prefix, row.from_step) + (answer,)
         if key in memo and memo[key][2] >= row.until_step:
             # The same decode was done (a replay: the scheduler rewinding to a saved state), as far
             # or further: its notes up to this horizon are what decoding again would draw.

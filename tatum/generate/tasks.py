@@ -31,7 +31,8 @@ def _notes(x: Notes | str | os.PathLike) -> Notes:
 def get_model(model=None, artist: StyleArg = None, stream: bool = False):
     """(model, tokenizer): a loaded pair, a folder or shipped name, or the default — $TATUM_MODEL when
     set, else the Art Tatum model when the artist is Art Tatum and that model is present, else, for a
-    real-time `stream`, the note-per-position model (tatum-note) when present, else tatum-small."""
+    real-time `stream`, the note-per-position model (tatum-note) when present, else tatum-small; for
+    a `stream`, a NoteLM comes with int8 weights (tatum.model.quantize)."""
     from tatum.model.checkpoint import MODELS_DIR, load_model
 
     if isinstance(model, tuple):
@@ -47,6 +48,13 @@ def get_model(model=None, artist: StyleArg = None, stream: bool = False):
     key = str(model) if model is not None else f"default:{os.environ.get('TATUM_MODEL', '')}"
     if key not in _MODELS:
         _MODELS[key] = load_model(model)
+    if stream:   # a jam decodes one note at a time on the CPU: int8 weights, a quarter of the bytes to read
+        if key + "|int8" not in _MODELS:
+            from tatum.model.quantize import int8
+
+            m, tok = _MODELS[key]
+            _MODELS[key + "|int8"] = (int8(m), tok)
+        key += "|int8"
     return _MODELS[key]
 
 

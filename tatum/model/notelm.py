@@ -57,23 +57,23 @@ def onset_class(first: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ rotary
-def rotary(cfg: NoteLMConfig, pos: torch.Tensor, time: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin [B, H, T, hd/2]: the first heads turn with the position `pos` [T], the last
-    `time_heads` with the event time `time` [B, T]."""
+def rotary(cfg: NoteLMConfig, pos: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+    """Unit complex numbers [B, H, T, hd/2] to turn queries and keys by: the first heads turn with the
+    position `pos` [T], the last `time_heads` with the event time `time` [B, T]."""
     hd = cfg.d_model // cfg.n_heads
     inv = 1.0 / cfg.rope_base ** (torch.arange(0, hd, 2, device=time.device).float() / hd)
     B, T = time.shape
     by_pos = (pos.float()[:, None] * inv)[None, None].expand(B, cfg.n_heads - cfg.time_heads, T, -1)
     by_time = (time.float()[..., None] * inv)[:, None].expand(B, cfg.time_heads, T, -1)
     ang = torch.cat([by_pos, by_time], dim=1)
-    return ang.cos(), ang.sin()
+    return torch.polar(torch.ones_like(ang), ang)
 
 
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x [B, H, T, hd] rotated by the angles cos, sin [B, H, T, hd/2]."""
-    a, b = x[..., 0::2], x[..., 1::2]
-    out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)
-    return out.flatten(-2)
+def rotate(x: torch.Tensor, cis: torch.Tensor) -> torch.Tensor:
+    """x [..., hd] turned by `cis` [..., hd/2], each pair of features a complex number: a few ops where
+    the cos/sin form takes a dozen, which a one-note decoding step pays in every layer."""
+    z = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(z * cis).flatten(-2).type_as(x)
 
 
 # ------------------------------------------------------------------ blocks
@@ -84,10 +84,10 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x, cos, sin, mask=None, cache=None, layer=0, segments=None):
+    def forward(self, x, cis, mask=None, cache=None, layer=0, segments=None):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.h, C // self.h).permute(2, 0, 3, 1, 4)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        qkv = self.qkv(x).view(B, T, 3, self.h, C // self.h).permute(2, 0, 3, 1, 4)
+        (q, k), v = rotate(qkv[:2], cis), qkv[2]
         if cache is not None:
             start = cache.pos
             k, v = cache.append(layer, k, v)
@@ -122,8 +122,8 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.attn, self.mlp = Attention(cfg), MLP(cfg.d_model, cfg.d_ff)
 
-    def forward(self, x, cos, sin, mask=None, cache=None, layer=0, segments=None):
-        x = x + self.attn(self.ln1(x), cos, sin, mask, cache, layer, segments)
+    def forward(self, x, cis, mask=None, cache=None, layer=0, segments=None):
+        x = x + self.attn(self.ln1(x), cis, mask, cache, layer, segments)
         return x + self.mlp(self.ln2(x))
 
 
@@ -228,9 +228,9 @@ class NoteLM(nn.Module):
         if T > self.cfg.max_len:
             raise ValueError(f"input of {T} events exceeds max_len {self.cfg.max_len}")
         x = self.embed(events, place, mixes, aligned)
-        cos, sin = rotary(self.cfg, torch.arange(T, device=events.device), time)
+        cis = rotary(self.cfg, torch.arange(T, device=events.device), time)
         for block in self.blocks:
-            x = block(x, cos, sin)
+            x = block(x, cis)
         return self.ln_f(x)
 
     def event_nll(self, h: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
@@ -253,7 +253,9 @@ class NoteLM(nn.Module):
     # ------------------------------------------------------------- heads
     def onset_logits(self, h: torch.Tensor) -> torch.Tensor:
         """[B, 501]: class 0 is the window's end (T), class 1 + s onset step s."""
-        return F.linear(h, self.tok_emb.weight[self.onset_ids])
+        # T's row and the onset rows as views (ONSET_CLASSES' order): no 500-row copy per decoded note
+        w = self.tok_emb.weight
+        return torch.cat([F.linear(h, w[tk.T:tk.T + 1]), F.linear(h, w[tk.ONSET0:tk.DUR0])], -1)
 
     def dur_logits(self, h: torch.Tensor, onset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Duration logits [B, 500] given the chosen onset token ids [B]; also the state for pv."""
@@ -283,9 +285,9 @@ class NoteLM(nn.Module):
         if mask is not None:
             mask = mask | torch.eye(T, dtype=torch.bool, device=dev)  # a pad row attends to itself
         x = self.embed(events, place, mixes, aligned)
-        cos, sin = rotary(self.cfg, torch.arange(T, device=dev), time)
+        cis = rotary(self.cfg, torch.arange(T, device=dev), time)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, mask=mask if mask is not None else causal, cache=cache, layer=i)
+            x = block(x, cis, mask=mask if mask is not None else causal, cache=cache, layer=i)
         cache.pos = T
         return self.ln_f(x[:, -1]), cache
 
@@ -295,10 +297,10 @@ class NoteLM(nn.Module):
         returns the new hidden state [B, d]."""
         p = cache.pos
         x = self.embed(events[:, None], place[:, None], aligned=None if aligned is None else aligned[:, None])
-        cos, sin = rotary(self.cfg, torch.tensor([p], device=events.device), time[:, None])
+        cis = rotary(self.cfg, torch.tensor([p], device=events.device), time[:, None])
         mask = None if not bool(cache.pad.any()) else ~cache.pad[:, None, None, :p + 1]
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, mask=mask, cache=cache, layer=i)
+            x = block(x, cis, mask=mask, cache=cache, layer=i)
         cache.pos = p + 1
         return self.ln_f(x[:, -1])
 
@@ -327,12 +329,12 @@ class NoteLM(nn.Module):
         if sum(segments) != k:
             raise ValueError(f"segments {segments} do not add up to {k} events")
         x = self.embed(events, place, mixes, aligned)
-        cos, sin = rotary(self.cfg, torch.arange(p, p + k, device=dev), time)
+        cis = rotary(self.cfg, torch.arange(p, p + k, device=dev), time)
         masks, o = [], 0
         for n in segments:
             masks.append(torch.ones(n, p + o + n, dtype=torch.bool, device=dev).tril(p + o)[None, None])
             o += n
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, mask=masks, cache=cache, layer=i, segments=segments)
+            x = block(x, cis, mask=masks, cache=cache, layer=i, segments=segments)
         cache.pos = p + k
         return self.ln_f(x)
