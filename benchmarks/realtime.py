@@ -295,7 +295,7 @@ def main(argv=None) -> dict:
             ("control → note latency p50", fmt(run["latency_p50_ms"], " ms"), "", None),
             ("control → note latency p95", fmt(run["latency_p95_ms"], " ms"), "≤ 500 ms",
              run["latency_p95_ms"] is not None and run["latency_p95_ms"] <= 500),
-            (f"buffer underruns ({args.minutes:g} min, {'one core busy' if not args.no_busy else 'idle'})",
+            (f"buffer underruns ({args.minutes:g} min, {'one core busy' if not args.no_busy else 'no busy loop of its own'})",
              fmt(run["underruns"]), "0", run["underruns"] == 0),
             ("late notes dropped", fmt(run["late_notes"]), "", None),
             ("MIDI messages lost at the port", fmt(run.get("port_lost")), "", None),
