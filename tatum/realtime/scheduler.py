@@ -300,16 +300,19 @@ class Scheduler:
             return self.chunk_ms
         if self._ramp == 0:               # the first chunk under the change
             n = min(self.chunk_ms, FIRST_CHUNK_MS)
-            window = getattr(self.stream, "window_ms", None)
-            if window:                    # (a cut that ran late past the planned one: see _rewind)
-                edge = (self.horizon // window + 1) * window
-                if edge - self.horizon >= MIN_CHUNK_MS:
-                    n = min(n, int(edge - self.horizon))
+            edge = self._next_edge(self.horizon)   # (a cut that ran late past the planned one: see _rewind)
+            if edge is not None and edge - self.horizon >= MIN_CHUNK_MS:
+                n = min(n, int(edge - self.horizon))
             return n
         ahead = self.horizon - self.clock.now_ms()
         if ahead <= 0:
             return self.chunk_ms
         return int(min(self.chunk_ms, max(self._ramp, ahead)))
+
+    def _next_edge(self, ms: float) -> float | None:
+        """The start of the stream's next window after jam time `ms` (None: the stream has no windows)."""
+        window = getattr(self.stream, "window_ms", None)
+        return (ms // window + 1) * window if window else None
 
     def _ramped(self, chunk_ms: int) -> None:
         """A chunk of the ramp came back: how far past the cut it did, less the music before it, is the
@@ -422,11 +425,9 @@ class Scheduler:
             self._carry = [pending] if pending is not None else []
             took = 1000 * min(self.stats.prepare_s[-5:], default=0.1)    # (later if it takes longer)
             cut = now + took + margin
-            window = getattr(self.stream, "window_ms", None)
-            if window:
-                edge = (cut // window + 1) * window
-                if edge - cut < FIRST_CHUNK_MS / 2:
-                    cut = edge
+            edge = self._next_edge(cut)
+            if edge is not None and edge - cut < FIRST_CHUNK_MS / 2:
+                cut = edge
             late = 1000 * max(self.stats.prepare_s[-5:], default=0.1) - took    # (a prepare running late)
             t = time.perf_counter()
             prepare(self.state, self.controls.conditioning(), self.controls.sampling(self.seed), int(np.ceil(cut)),
