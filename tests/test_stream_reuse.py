@@ -212,3 +212,20 @@ def test_a_change_of_style_is_answered_with_a_note_at_once(model, seed):
     cond = lambda i: MIX if i >= 3 else JAZZ  # noqa: E731  (the change at 3 × 0.7 s, inside the first window)
     out, _ = jam(Stream(model, TOK), 4, cond=cond, sampling=Sampling(seed=seed, temperature=1.2), live=None)
     assert len(out[3]) and out[3].onset_ms.min() < 2100 + ANSWER_MS
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_change_is_answered_at_once_after_a_short_first_chunk_and_across_a_window_edge(model, seed):
+    from tatum.generate.stream import ANSWER_MS
+
+    s = Sampling(seed=seed, temperature=1.2)
+    stream = Stream(model, TOK)
+    _, state = jam(stream, 3, sampling=s, live=None)                    # 0–2.1 s under jazz
+    first, state = stream.generate_chunk(state, MIX, s, 0.05)           # a 50 ms first chunk
+    rest, state = stream.generate_chunk(state, MIX, s, 0.7)
+    assert Notes.merge([first, rest]).onset_ms.min() < 2100 + ANSWER_MS
+    # a change 80 ms before the window's edge: answered in the next window if not in this one
+    _, state = stream.generate_chunk(state, JAZZ, s, (4920 - state.played_ms) / 1000)
+    a, state = stream.generate_chunk(state, MIX, s, 0.08)
+    b, state = stream.generate_chunk(state, MIX, s, 0.5)
+    assert Notes.merge([a, b]).onset_ms.min() < 4920 + ANSWER_MS

@@ -436,12 +436,16 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         on = mixed(model.onset_logits(h))
         if fast:    # (the same draws as below, on the heads' own classes)
             allowed = grammar.onset_allowed()
-            if i == 0 and answer is not None and (allowed & answer).any(dim=1).all():
-                allowed = allowed & answer
+            if i == 0 and answer is not None:
+                allowed = _answering(allowed, answer)
             cls = pick_part(on, allowed, sampling, gen, V)
             onset = torch.where(cls == 0, tk.EOS, cls - 1 + tk.ONSET0)
         else:
-            onset = pick(grammar.adjust(_full(on[:, 1:], tk.ONSET0, V, on[:, 0])), grammar.allowed(), sampling, gen)
+            allowed = grammar.allowed()
+            if i == 0 and answer is not None:
+                cols = torch.cat([torch.tensor([tk.EOS]), torch.arange(tk.ONSET0, tk.DUR0)])
+                allowed[:, cols] = _answering(allowed[:, cols], answer)
+            onset = pick(grammar.adjust(_full(on[:, 1:], tk.ONSET0, V, on[:, 0])), allowed, sampling, gen)
         grammar.advance(onset)
         ended = onset == tk.EOS
         for j, e in zip(alive.tolist(), ended.tolist()):
@@ -488,6 +492,13 @@ def _answer_mask(rows: list[Row]) -> torch.Tensor | None:
             m[j, 0] = False
             m[j, 2 + r.answer_by:] = False
     return m
+
+
+def _answering(allowed: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+    """The onset head's allowed classes [B, 1 + N_ONSET] narrowed to `answer`'s, in each row where that
+    leaves some class (the grammar's rules come first)."""
+    both = allowed & answer
+    return torch.where(both.any(dim=1, keepdim=True), both, allowed)
 
 
 def _horizons(rows: list[Row]) -> torch.Tensor:

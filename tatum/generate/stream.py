@@ -8,7 +8,8 @@ model's 5 s windows. Each window is a continuation (the last ≈10 s as left con
 right) decoded only as far as the chunk needs (plus `LOOKAHEAD_MS`) and extended call by call, the
 notes already decided kept as the decoder's prefix: the work per call follows the chunk's
 length, not the window's. A change of conditioning takes effect inside the current window: the part
-already played stays as the prefix and the rest is redrawn under the new conditioning. Live notes (the musician's) join the context, and in two
+already played stays as the prefix and the rest is redrawn under the new conditioning, its first note
+within `ANSWER_MS` (in the next window when this one ends first). Live notes (the musician's) join the context, and in two
 modes shape what the engine plays:
 
 - `respond` (call and response): while the player plays, the engine listens (plays nothing); once the
@@ -72,6 +73,7 @@ class State:
     history: list[list[int]] = field(default_factory=list)  # engine notes played (absolute times)
     live: list[list[int]] = field(default_factory=list)     # the player's notes (absolute times)
     last_live_ms: int = -10**9                       # when the player last started a note
+    answer_by_ms: int = -1                           # after a change: its first note comes by then (-1: none due)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -221,13 +223,19 @@ class Stream:
         before = played.select((played.onset_ms >= w * W) & (played.onset_ms < now)).shift(-w * W)
         kept = _notes(state.plan).select(_notes(state.plan).onset_ms >= now - w * W) if same else Notes.empty()
         start = state.plan_until if same else now - w * W
-        changed = not same and state.plan_key not in ("", key)
+        if not same and state.plan_key not in ("", key):
+            state.answer_by_ms = now + ANSWER_MS     # a change: heard at once, in this window or the next
+        due = state.answer_by_ms - w * W if state.answer_by_ms >= 0 else None
+        answer = due if due is not None and start <= due < W else None
+        # decoded at least to the note due, which a horizon before it would draw and then drop
+        until = need - w * W if answer is None else min(W, max(need - w * W, answer + tk.GRID_MS))
         prefix = tk.encode_segment(Notes.merge([before, kept]))
-        ids, ended = self._decode(state, w, played, prefix, start, need - w * W, cond, sampling,
-                                  answer_ms=start + ANSWER_MS if changed else None)
+        ids, ended = self._decode(state, w, played, prefix, start, until, cond, sampling, answer_ms=answer)
         new = tk.decode_segment(ids[len(prefix):])
+        if len(new) or (due is not None and due < start):
+            state.answer_by_ms = -1                  # answered (or too late to be)
         state.plan = _rows(Notes.merge([kept, new]))
-        state.plan_until = W if ended else need - w * W
+        state.plan_until = W if ended else until
         if not same:
             state.window, state.plan_key, state.plan_ms = w, key, now
 
@@ -255,7 +263,7 @@ class Stream:
         comes by then (when the window lasts that long)."""
         enc, style, pace = self._context(w, played, cond)
         salt = state.chunk_index * 7919 + w
-        answer = None if answer_ms is None or answer_ms >= W else answer_ms // tk.GRID_MS
+        answer = None if answer_ms is None else answer_ms // tk.GRID_MS
         row = Row(enc, played=prefix, from_step=-(-from_ms // tk.GRID_MS), until_step=-(-until_ms // tk.GRID_MS),
                   pace=pace, answer_by=answer)
         reuse, memo = self.kept()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from typing import Callable
 
@@ -20,6 +21,7 @@ from tatum.options import Conditioning, Sampling, resolve
 
 StyleArg = str | dict[str, float] | None
 _MODELS: dict[str, tuple] = {}
+_LOADING = threading.RLock()
 TATUM_MODEL = "tatum-small-tatum"
 STREAM_MODEL = "tatum-note"
 
@@ -46,16 +48,17 @@ def get_model(model=None, artist: StyleArg = None, stream: bool = False):
             # context between chunks (about 3x the encoder-decoder's real-time factor here)
             model = STREAM_MODEL
     key = str(model) if model is not None else f"default:{os.environ.get('TATUM_MODEL', '')}"
-    if key not in _MODELS:
-        _MODELS[key] = load_model(model)
-    if stream:   # a jam decodes one note at a time on the CPU: int8 weights, a quarter of the bytes to read
-        if key + "|int8" not in _MODELS:
-            from tatum.model.quantize import int8
+    with _LOADING:       # (server sessions starting together load and quantize a model once)
+        if key not in _MODELS:
+            _MODELS[key] = load_model(model)
+        if stream:   # a jam decodes one note at a time on the CPU: int8 weights, a quarter of the bytes to read
+            if key + "|int8" not in _MODELS:
+                from tatum.model.quantize import int8
 
-            m, tok = _MODELS[key]
-            _MODELS[key + "|int8"] = (int8(m), tok)
-        key += "|int8"
-    return _MODELS[key]
+                m, tok = _MODELS[key]
+                _MODELS[key + "|int8"] = (int8(m), tok)
+            key += "|int8"
+        return _MODELS[key]
 
 
 def _mix(tok, value: StyleArg, kind: str) -> dict[str, float] | None:
