@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--pieces", type=int, default=8)
     ap.add_argument("--prompt-seconds", type=float, default=20.0)
     ap.add_argument("--seconds", type=float, default=15.0)
-    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: tatum-small)")
+    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: the shipped default)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--guidance", type=float, default=2.0,
                     help="classifier-free guidance toward the style and the density/polyphony controls "
@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
 
     summary = {"benchmark": "continue_pijama_val", "pieces": len(results), "prompt_seconds": args.prompt_seconds,
                "seconds": args.seconds, "temperature": args.temperature, "guidance": args.guidance, "controls": args.controls,
-               "model": args.model or "tatum-small"}
+               "model": args.model or "shipped default"}
     for who in ("tatum", "pianist"):
         xs = [x[who] for x in results]
         summary[who] = {"key_kept_share": sum(x["key_kept"] for x in xs) / len(xs),

@@ -36,7 +36,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--guidance", default="0,2", help="comma-separated guidance weights to compare")
     ap.add_argument("--prompt-seconds", type=float, default=15.0)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: tatum-small)")
+    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: the shipped default)")
     args = ap.parse_args(argv)
     weights = [float(w) for w in args.guidance.split(",")]
 
@@ -75,7 +75,7 @@ def main(argv=None) -> dict:
                   f"exact {row['exact_share']:.2f}  ({row['windows']} windows)", flush=True)
 
     summary = {"benchmark": "controls_pijama_val", "pieces": len(prompts), "prompt_seconds": args.prompt_seconds,
-               "seconds": args.seconds, "model": args.model or "tatum-small", "results": results}
+               "seconds": args.seconds, "model": args.model or "shipped default", "results": results}
     print(json.dumps(summary))
     return summary
 

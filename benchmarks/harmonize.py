@@ -38,7 +38,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--pieces", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--passes", type=int, default=5)
-    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: tatum-small)")
+    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: the shipped default)")
     ap.add_argument("--style", default="jazz")
     ap.add_argument("--density", default="any", help="density bucket 0–7 or 'any' (tatum harmonize's default)")
     ap.add_argument("--guidance", type=float, default=0.0)
@@ -72,7 +72,7 @@ def main(argv=None) -> dict:
               f"notes/s {row['notes_per_s']:.1f} (pianist {row['pianist_notes_per_s']:.1f})  {wall:5.1f} s", flush=True)
     med = lambda key: statistics.median(x[key] for x in results)  # noqa: E731
     summary = {"benchmark": "harmonize_pijama_val_skyline", "pieces": len(results), "seconds": args.seconds,
-               "passes": args.passes, "model": args.model or "tatum-small", "density": args.density,
+               "passes": args.passes, "model": args.model or "shipped default", "density": args.density,
                "guidance": args.guidance, "median_notes_per_s": med("notes_per_s"),
                "median_pianist_notes_per_s": med("pianist_notes_per_s"),
                "median_polyphony_rate": med("polyphony_rate"), "min_polyphony_rate": min(x["polyphony_rate"] for x in results),

@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--pieces", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--plan", default="improvnet")
-    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: tatum-small)")
+    ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: the shipped default)")
     ap.add_argument("--artist", default=None,
                     help='improvise in this pianist\'s manner (e.g. "Art Tatum": the Tatum model when present); '
                          "the jazz reference is then that pianist's val performances")

@@ -648,7 +648,7 @@ def _evaluate_nll(data: str | None, n: int, model: str | None, artist: str | Non
 
     from tatum.data.shards import ShardSet
     from tatum.io import write_atomic
-    from tatum.model.checkpoint import load_model
+    from tatum.model.checkpoint import DEFAULT_MODEL, load_model
     from tatum.validation import markdown, table
 
     if not data:
@@ -656,7 +656,7 @@ def _evaluate_nll(data: str | None, n: int, model: str | None, artist: str | Non
     folder, _, split = data.partition(":")
     if split not in ("", "val"):
         raise TatumError(f"--task nll measures the val split, not {split!r}")
-    name = model or "tatum-small"
+    name = model or DEFAULT_MODEL
     scores = table({name: load_model(model)}, ShardSet(folder, verify=False), n, artist)
     text = markdown(scores)
     write_atomic(out_dir / "results.md", text)
@@ -738,7 +738,7 @@ def finetune_cmd(
     shards: Path = typer.Argument(..., help="Shard folder that holds the pianist's pieces."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder (as for `tatum train`)."),
     artist: str = typer.Option(..., help='The pianist, e.g. "Art Tatum".'),
-    base: str = typer.Option("tatum-small", help="Checkpoint to start from (folder or shipped name)."),
+    base: str = typer.Option("tatum-note", help="Checkpoint to start from (folder or shipped name)."),
     steps: int = typer.Option(2000, help="Total optimizer steps."),
     batch_size: int = typer.Option(16),
     lr: float = typer.Option(1e-4, help="Peak learning rate, lower than for training from scratch."),

@@ -16,7 +16,7 @@ from tatum.model.config import preset
 from tatum.model.transformer import Seq2Seq
 from tatum.tokenizer import Tokenizer
 
-SHIPPED = ["tatum-small", "tatum-small-tatum", "tatum-note", "tatum-classifier"]
+SHIPPED = ["tatum-small", "tatum-note", "tatum-note-tatum", "tatum-classifier"]
 
 
 def header(text: str) -> dict:
@@ -67,15 +67,18 @@ def test_a_saved_checkpoint_gets_a_card_and_an_old_folder_still_loads(tmp_path):
     assert loaded.cfg == model.cfg
 
 
-def test_a_jam_plays_the_stream_model_unless_told(monkeypatch):
-    """The real-time default is the note-per-position model (it draws fast enough to keep a jam ahead of
-    the clock); the other verbs, Art Tatum and a user's $TATUM_MODEL keep theirs."""
+def test_every_verb_and_the_jam_play_the_note_model_unless_told(monkeypatch):
+    """The default is the note-per-position model (offline and, with int8 weights, in a jam), Art Tatum's
+    is its fine-tuned copy; a user's $TATUM_MODEL is used for all."""
     from tatum.generate.tasks import get_model
     from tatum.model.notelm import NoteLM
 
     monkeypatch.delenv("TATUM_MODEL", raising=False)
-    assert isinstance(get_model(None, None, stream=True)[0], NoteLM)
-    assert isinstance(get_model(None, None)[0], Seq2Seq)
-    assert isinstance(get_model(None, "Art Tatum", stream=True)[0], Seq2Seq)
+    offline, live = get_model(None, None)[0], get_model(None, None, stream=True)[0]
+    assert isinstance(offline, NoteLM) and isinstance(live, NoteLM)
+    assert not getattr(offline, "quantized", False) and getattr(live, "quantized", False)
+    tatum = get_model(None, "Art Tatum")[0]
+    assert isinstance(tatum, NoteLM) and tatum is not offline
     monkeypatch.setenv("TATUM_MODEL", "tatum-small")
     assert isinstance(get_model(None, None, stream=True)[0], Seq2Seq)
+    assert isinstance(get_model(None, "Art Tatum")[0], Seq2Seq)

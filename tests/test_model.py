@@ -453,9 +453,11 @@ def test_missing_or_garbled_weights_are_refused(saved, tmp_path):
         load_model(saved)
 
 
-def test_default_model_is_the_shipped_small_one():
-    if not (MODELS_DIR / "tatum-small" / "config.json").exists():
-        pytest.skip("tatum/models/tatum-small is not there yet")
+def test_default_model_is_the_shipped_note_model():
+    if not (MODELS_DIR / "tatum-note" / "config.json").exists():
+        pytest.skip("tatum/models/tatum-note is not there yet")
+    from tatum.model.config import NOTE_PRESETS
+
     model, tok = load_model()
     assert not model.training and model.cfg.vocab_size == tok.vocab_size
-    assert model.cfg.d_model == PRESETS["small"]["d_model"]
+    assert model.cfg.d_model == NOTE_PRESETS["note-small"]["d_model"] and hasattr(model, "step")

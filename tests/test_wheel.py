@@ -57,7 +57,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_the_wheel_carries_the_models_and_their_cards(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for model in ("tatum-small", "tatum-small-tatum", "tatum-note", "tatum-classifier"):
+    for model in ("tatum-small", "tatum-note", "tatum-note-tatum", "tatum-classifier"):
         for f in ("config.json", "model.safetensors", "README.md"):
             assert f"tatum/models/{model}/{f}" in names
     assert "tatum/vocab.json" in names and "tatum/web/index.html" in names

@@ -22,8 +22,7 @@ from tatum.options import Conditioning, Sampling, resolve
 StyleArg = str | dict[str, float] | None
 _MODELS: dict[str, tuple] = {}
 _LOADING = threading.RLock()
-TATUM_MODEL = "tatum-small-tatum"
-STREAM_MODEL = "tatum-note"
+TATUM_MODEL = "tatum-note-tatum"
 
 
 def _notes(x: Notes | str | os.PathLike) -> Notes:
@@ -32,9 +31,9 @@ def _notes(x: Notes | str | os.PathLike) -> Notes:
 
 def get_model(model=None, artist: StyleArg = None, stream: bool = False):
     """(model, tokenizer): a loaded pair, a folder or shipped name, or the default — $TATUM_MODEL when
-    set, else the Art Tatum model when the artist is Art Tatum and that model is present, else, for a
-    real-time `stream`, the note-per-position model (tatum-note) when present, else tatum-small; for
-    a `stream`, a NoteLM comes with int8 weights (tatum.model.quantize)."""
+    set, else the Art Tatum model when the artist is Art Tatum and that model is present, else the
+    shipped default (tatum-note). For a real-time `stream`, a NoteLM comes with int8 weights
+    (tatum.model.quantize)."""
     from tatum.model.checkpoint import MODELS_DIR, load_model
 
     if isinstance(model, tuple):
@@ -43,10 +42,6 @@ def get_model(model=None, artist: StyleArg = None, stream: bool = False):
         main = max(artist, key=artist.get) if isinstance(artist, dict) else artist
         if str(main).casefold() == "art tatum" and (MODELS_DIR / TATUM_MODEL / "config.json").exists():
             model = TATUM_MODEL
-        elif stream and (MODELS_DIR / STREAM_MODEL / "config.json").exists():
-            # a jam must draw music faster than it plays: NoteLM decodes a note per step and keeps its
-            # context between chunks (about 3x the encoder-decoder's real-time factor here)
-            model = STREAM_MODEL
     key = str(model) if model is not None else f"default:{os.environ.get('TATUM_MODEL', '')}"
     with _LOADING:       # (server sessions starting together load and quantize a model once)
         if key not in _MODELS:

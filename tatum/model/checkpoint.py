@@ -23,7 +23,7 @@ from tatum.tokenizer import FORMAT_VERSION, Tokenizer
 
 CHECKPOINT_VERSION = 1
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"   # inside the package, so a wheel carries them
-DEFAULT_MODEL = "tatum-small"
+DEFAULT_MODEL = "tatum-note"
 ARCHITECTURES = {"tatum-seq2seq": (Seq2Seq, ModelConfig), "tatum-notelm": (NoteLM, NoteLMConfig)}
 
 
@@ -77,7 +77,7 @@ def save_checkpoint(model: Seq2Seq, tokenizer: Tokenizer, folder: str | os.PathL
 
 
 def default_model() -> str:
-    """The model used when none is named: $TATUM_MODEL (a folder or a shipped name), else tatum-small."""
+    """The model used when none is named: $TATUM_MODEL (a folder or a shipped name), else tatum-note."""
     return os.environ.get("TATUM_MODEL") or DEFAULT_MODEL
 
 
