@@ -171,6 +171,12 @@ def test_nothing_happens_when_stdin_is_not_a_terminal():
         os.close(w)
 
 
+def _interruptible() -> None:
+    """Ctrl-C as a shell gives it to the job in front: a run started in the background of a script (`make
+    test &`, nohup) has SIGINT ignored, which exec keeps, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def tatum_on_a_terminal(*args) -> tuple[subprocess.Popen, int, int]:
     """`tatum` with a pseudo-terminal as stdin (its controlling terminal, as in a shell), stderr to a pipe
     (stdout, which nothing reads, to /dev/null: a full pipe would block the jam)."""
@@ -179,7 +185,7 @@ def tatum_on_a_terminal(*args) -> tuple[subprocess.Popen, int, int]:
     master, slave = pty.openpty()
     p = subprocess.Popen([sys.executable, "-m", "tatum.cli", *map(str, args)], cwd=ROOT, env=ENV, stdin=slave,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+                         preexec_fn=lambda: (fcntl.ioctl(0, termios.TIOCSCTTY, 0), _interruptible()))
     return p, master, slave
 
 
@@ -198,7 +204,7 @@ def test_q_or_ctrl_c_stop_the_jam_and_the_terminal_is_as_it_was(tmp_path, key):
         os.write(master, b"3]" + key)
         try:
             code = p.wait(60)
-        except subprocess.TimeoutExpired:        # (seen once, under heavy load): say where it hangs
+        except subprocess.TimeoutExpired:        # say where it hangs
             os.kill(p.pid, signal.SIGABRT)       # faulthandler prints every thread's stack
             p.wait(10)
             reader.join(10)
