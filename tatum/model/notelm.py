@@ -47,8 +47,7 @@ class NoteLMConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-# The onset head's classes: a window's end (T), then the 500 onset steps.
-ONSET_CLASSES = torch.tensor([tk.T] + list(range(tk.ONSET0, tk.DUR0)))
+# The onset head's classes: a window's end (T), then the 500 onset steps (NoteLM.onset_logits).
 
 
 def onset_class(first: torch.Tensor) -> torch.Tensor:
@@ -176,7 +175,6 @@ class NoteLM(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.after_onset, self.after_dur = Refine(cfg.d_model), Refine(cfg.d_model)
-        self.register_buffer("onset_ids", ONSET_CLASSES.clone(), persistent=False)
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual outputs, scaled by depth as in GPT-2
@@ -253,7 +251,7 @@ class NoteLM(nn.Module):
     # ------------------------------------------------------------- heads
     def onset_logits(self, h: torch.Tensor) -> torch.Tensor:
         """[B, 501]: class 0 is the window's end (T), class 1 + s onset step s."""
-        # T's row and the onset rows as views (ONSET_CLASSES' order): no 500-row copy per decoded note
+        # T's row and the onset rows as views: no 500-row copy per decoded note
         w = self.tok_emb.weight
         return torch.cat([F.linear(h, w[tk.T:tk.T + 1]), F.linear(h, w[tk.ONSET0:tk.DUR0])], -1)
 
