@@ -114,6 +114,11 @@ class Notes:
                      self.velocity.copy() if vel is None else vel,
                      self.tempo if tempo is None else tempo)
 
+    def playable(self) -> "Notes":
+        """The notes as a piano, and a MIDI file, hold them: one key per pitch, so a note is cut where
+        its pitch is struck again and a repeat at the same onset is dropped (`from_midi` reads them so)."""
+        return Notes(*resolve_overlaps(self.onset_ms, self.dur_ms, self.pitch, self.velocity), self.tempo)
+
     def select(self, mask: np.ndarray) -> "Notes":
         """The notes where `mask` (boolean or index array) holds; order is kept."""
         return Notes(self.onset_ms[mask], self.dur_ms[mask], self.pitch[mask], self.velocity[mask],

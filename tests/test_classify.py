@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,13 @@ def test_noise_keeps_the_window_plausible_in_every_way_but_order(kind):
     onset, dur, pitch, vel = fake
     assert np.all(np.diff(onset) >= 0) and onset.min() >= 0 and onset.max() < 15_000
     assert pitch.min() >= 21 and pitch.max() <= 108
-    assert set(dur.tolist()) <= set(real[1].tolist()) | {0} or kind == "mix"
-    if kind != "mix":                                                   # mix replaces one part: counts vary
-        assert len(onset) == n and sorted(vel.tolist()) == sorted(real[3].tolist())
+    assert dur.min() > 0 and dur.max() <= real[1].max()
+    # one key per pitch, as a MIDI file holds them: no key struck twice at once or while it still sounds
+    for p in np.unique(pitch):
+        o, d = onset[pitch == p], dur[pitch == p]
+        assert np.all(o[:-1] + d[:-1] <= o[1:])
+    if kind != "mix":         # mix replaces one part: counts vary; a key drawn twice at one onset is one note
+        assert n - 3 <= len(onset) <= n and not Counter(vel.tolist()) - Counter(real[3].tolist())
     assert not all(np.array_equal(a, b) for a, b in zip(fake, real))
 
 
@@ -174,6 +179,18 @@ def test_shipped_model_tells_jazz_from_random_notes(shipped, pijama_file):
     t = time.perf_counter()
     shipped.score(real)
     assert time.perf_counter() - t < 1.0                                 # a 60 s file in well under a second
+
+
+def test_shipped_model_scores_the_notes_a_midi_file_holds(shipped, pijama_file):
+    """A key struck twice at one onset (a generator's slip; a MIDI file keeps one) read as random
+    notes: 2 such doublings in 147 notes took a continuation from 0.42 to 1.00."""
+    real = Notes.from_midi(pijama_file)
+    real = real.slice(real.start_ms, real.start_ms + 15_000)
+    twice = Notes.merge([real, real.select(np.arange(0, len(real), 40))])
+    assert len(twice) > len(real)
+    assert shipped.score(twice).random_like == pytest.approx(shipped.score(real).random_like, abs=1e-6)
+    assert shipped.score(Notes.from_midi(twice.to_midi())).random_like == pytest.approx(
+        shipped.score(real).random_like, abs=0.05)
 
 
 def test_shipped_model_hears_a_classical_roll(shipped, data_dir):

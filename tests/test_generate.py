@@ -909,3 +909,46 @@ def test_cli_a_control_bucket_out_of_range_is_one_error_line(cli_runs):
     line = error_line(cli_runs["bucket"])
     assert "density bucket must be 0–7" in line and "9" in line
     assert not (cli_runs["dir"] / "bucket.mid").exists()
+
+
+def test_grammar_strikes_a_key_once_per_onset():
+    g = Grammar(1, tk.NOTE_END + 40)
+    c4 = tk.PV0 + (60 - tk.PIANO_LOW) * tk.VEL_BINS                     # middle C, softest bin
+    for t in (tk.ONSET0 + 200, tk.DUR0 + 3, c4 + 5, tk.ONSET0 + 200, tk.DUR0):
+        g.advance(torch.tensor([t]))
+    a = g.allowed()[0, tk.PV0:tk.NOTE_END]
+    assert not a[c4 - tk.PV0:c4 - tk.PV0 + tk.VEL_BINS].any() and a.sum() == tk.N_PV - tk.VEL_BINS
+    assert torch.equal(g.pv_allowed()[0], a)                             # the fast path's view agrees
+    for t in (c4 + 7 + tk.VEL_BINS, tk.ONSET0 + 201, tk.DUR0):           # a moment later C may sound again
+        g.advance(torch.tensor([t]))
+    assert g.allowed()[0, tk.PV0:tk.NOTE_END].all()
+    g.resume(0, np.array([150, 300]), durs=np.array([5, 5]), pitches=np.array([62, 60]))
+    g.advance(torch.tensor([tk.ONSET0 + 300]))
+    g.advance(torch.tensor([tk.DUR0]))
+    assert not g.pv_allowed()[0, c4 - tk.PV0] and g.pv_allowed()[0, c4 - tk.PV0 + 2 * tk.VEL_BINS]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_model_that_loves_one_key_plays_it_once_per_onset(tok, monkeypatch, fast):
+    from tatum import layout
+    from tatum.generate import decode
+    from tatum.model.config import build_model, preset
+
+    torch.manual_seed(0)
+    lm = build_model(preset("note-tiny", tok.vocab_size, align_input=True)).eval()
+    favourite = torch.zeros(tk.N_PV)
+    favourite[(60 - tk.PIANO_LOW) * tk.VEL_BINS:(61 - tk.PIANO_LOW) * tk.VEL_BINS] = 30.0
+    real_pv = lm.pv_logits
+    monkeypatch.setattr(lm, "pv_logits", lambda g, dur: real_pv(g, dur) + favourite)
+    monkeypatch.setattr(decode, "FAST_PICK", fast)
+    segs = [tk.encode_segment(Notes(np.arange(0, 4900, 130), np.full(38, 200), 50 + (np.arange(38) * 7) % 30,
+                                    np.full(38, 70)))] * 2
+    enc = layout.build((tok.genre_id("jazz"), tok.artist_id(None), tok.density_id(None), tok.polyphony_id(None)),
+                       tok.corruption_id("whole_mask"), np.array([tk.MASK]), segs, [], None, lm.cfg.max_len,
+                       reserve=128)
+    ids = decode_rows(lm, [Row(enc)] * 4, Sampling(seed=3), None, tok.null_style)
+    notes = [tk.decode_segment(x) for x in ids]
+    assert sum(len(n) for n in notes) >= 20 and all((n.pitch == 60).any() for n in notes if len(n))
+    for n in notes:
+        pairs = list(zip(n.onset_ms.tolist(), n.pitch.tolist()))
+        assert len(pairs) == len(set(pairs)), "a key struck twice at one onset"

@@ -82,7 +82,8 @@ def test_a_state_restored_from_json_on_a_new_stream_goes_on_as_the_uninterrupted
 
 def test_a_window_is_prefilled_once_and_each_call_feeds_only_what_changed(model):
     stream = Stream(model, TOK, lookahead_ms=0)
-    out, _ = jam(stream, 7, chunk_s=0.7, live=None)        # 0–4.9 s: one window
+    # 0–4.9 s: one window (a seed whose untrained draws fall in several of the calls)
+    out, _ = jam(stream, 7, chunk_s=0.7, live=None, sampling=Sampling(seed=22))
     reuse = stream.kept()[0]
     assert reuse.prefills == 1 and len(reuse.fed) >= 10
     # each call fed (one forward) what it drew the call before, from the start of its block, only
@@ -188,7 +189,7 @@ def test_the_encoder_decoder_can_be_interrupted_too_and_leaves_no_trace():
     assert same_notes
 
 
-@pytest.mark.parametrize("sampling", [Sampling(seed=1), Sampling(seed=2, top_k=0), Sampling(seed=3, temperature=0.0),
+@pytest.mark.parametrize("sampling", [Sampling(seed=1), Sampling(seed=8, top_k=0), Sampling(seed=3, temperature=0.0),
                                       Sampling(seed=4, top_p=0.8, temperature=1.3), Sampling(seed=5, guidance=1.5, top_k=7)])
 def test_drawing_on_a_heads_own_classes_is_the_same_draw(model, monkeypatch, sampling):
     segs = [tk.encode_segment(Notes(np.arange(0, 4900, 130), np.full(38, 200), 50 + (np.arange(38) * 7) % 30,

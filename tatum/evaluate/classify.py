@@ -71,8 +71,10 @@ class Classifier:
         return _load(resolve(name_or_path).resolve())
 
     def window_probs(self, notes: Notes) -> dict[str, np.ndarray]:
-        """Per 15 s window: genre [W, G], artist [W, A] and random-like [W] probabilities."""
-        return self.predict(windows(notes, WINDOW_MS))   # on the token grid, as the training windows
+        """Per 15 s window: genre [W, G], artist [W, A] and random-like [W] probabilities, of the notes
+        as a MIDI file holds them (two notes of one pitch at one onset, which no real performance has,
+        would otherwise read as random)."""
+        return self.predict(windows(notes.playable(), WINDOW_MS))   # on the token grid, as the training windows
 
     @torch.no_grad()
     def predict(self, rows: list[np.ndarray], batch: int = 64) -> dict[str, np.ndarray]:

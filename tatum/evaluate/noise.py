@@ -3,7 +3,8 @@
 Each maker takes a window's notes (onset, dur, pitch, velocity arrays; onsets relative to the window)
 and returns a same-sized window that is not music. They keep the note count and the window's own
 duration and velocity values, so what tells them apart from real music is how the notes are
-organised, not how many there are or how loud and long they are.
+organised, not how many there are or how loud and long they are. Like a MIDI file they hold one key per
+pitch (`Notes.playable`): a key struck twice at one onset would be a tell no real window has.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from tatum.notes import PIANO_HIGH, PIANO_LOW
+from tatum.notes import PIANO_HIGH, PIANO_LOW, resolve_overlaps
 
 Window = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # onset_ms, dur_ms, pitch, velocity
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10), "pentatonic": (0, 2, 4, 7, 9),
@@ -20,9 +21,7 @@ SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10), "pen
 
 
 def _sorted(onset, dur, pitch, vel) -> Window:
-    order = np.lexsort((pitch, onset))
-    return (onset[order].astype(np.int64), dur[order].astype(np.int64), pitch[order].astype(np.int64),
-            vel[order].astype(np.int64))
+    return tuple(a.astype(np.int64) for a in resolve_overlaps(onset, dur, pitch, vel))
 
 
 def _random_onsets(n: int, span_ms: int, rng: np.random.Generator) -> np.ndarray:

@@ -118,7 +118,8 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     tokens = start[None].repeat(len(encs), 1).to(device)
     if len(played[0]) or rows[0].from_step:
         done = np.asarray(played[0], dtype=np.int64)
-        grammar.resume(0, done[0::3] - tk.ONSET0, rows[0].from_step, done[1::3] - tk.DUR0 + 1)
+        grammar.resume(0, done[0::3] - tk.ONSET0, rows[0].from_step, done[1::3] - tk.DUR0 + 1,
+                       (done[2::3] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW)
     horizon = _horizons(rows)
     for r in rows:
         r.ended = False
@@ -410,7 +411,8 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     for r, row in enumerate(rows):
         done = np.zeros(0, np.int64) if row.played is None else np.asarray(row.played, dtype=np.int64)
         if len(done) or row.from_step:
-            grammar.resume(r, done[0::3] - tk.ONSET0, row.from_step, done[1::3] - tk.DUR0 + 1)
+            grammar.resume(r, done[0::3] - tk.ONSET0, row.from_step, done[1::3] - tk.DUR0 + 1,
+                           (done[2::3] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW)
             out[r].extend(done.tolist())
     gen = gen or sampling.generator()
     alive = torch.arange(n)
@@ -467,7 +469,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
             dur = pick(_full(mixed(dur_logits), tk.DUR0, V), grammar.allowed(), sampling, gen)
         grammar.advance(dur)
         if fast:
-            pv = pick_part(mixed(model.pv_logits(g, both(dur))), None, sampling, gen, V) + tk.PV0
+            pv = pick_part(mixed(model.pv_logits(g, both(dur))), grammar.pv_allowed(), sampling, gen, V) + tk.PV0
         else:
             pv = pick(_full(mixed(model.pv_logits(g, both(dur))), tk.PV0, V), grammar.allowed(), sampling, gen)
         grammar.advance(pv)

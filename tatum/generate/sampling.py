@@ -60,7 +60,8 @@ class Grammar:
     notes starts exactly at each melody onset (none is skipped); its onsets stay within `chord_ms` of
     it until it has `chord_size` notes, none above the melody note, and with `chord_hold` grid steps
     each of its notes lasts at least that long. With a `Pace` per row, the window keeps the asked
-    density and polyphony."""
+    density and polyphony. A key is struck once per onset: a pitch already begun at this onset is
+    not drawn again (a MIDI file, and a piano, would make the two one note)."""
 
     def __init__(self, rows: int, vocab: int, device="cpu", melody_onsets: list[set[int]] | None = None,
                  chord_size: int = 3, chord_ms: int = 50, chord_hold: int = 0,
@@ -71,6 +72,7 @@ class Grammar:
         self.group_count = torch.zeros(rows, dtype=torch.long)
         self.group_notes = torch.zeros(rows, dtype=torch.long)    # notes in the current group
         self.limit = torch.full((rows,), 127, dtype=torch.long)  # highest pitch allowed in the group
+        self.struck = torch.zeros(rows, tk.N_PITCH, dtype=torch.bool)  # keys begun at the last onset
         # Melody per row: {onset step: pitch}; a plain set of steps puts no limit on pitch.
         self.melody = None if melody_onsets is None else [
             (m if isinstance(m, dict) else {s: 127 for s in m}) if m else {} for m in melody_onsets]
@@ -96,7 +98,7 @@ class Grammar:
             self.sounding = torch.zeros(rows, tk.N_ONSET + tk.N_DUR, dtype=torch.long)
 
     def select(self, rows: torch.Tensor) -> None:
-        names = ["state", "last_onset", "group_start", "group_count", "group_notes", "limit"]
+        names = ["state", "last_onset", "group_start", "group_count", "group_notes", "limit", "struck"]
         names += ["low", "high", "voices", "mean_cap", "count", "sounding"] if self.paced else []
         for name in names:
             setattr(self, name, getattr(self, name)[rows])
@@ -104,10 +106,12 @@ class Grammar:
             self.melody = [self.melody[i] for i in rows.tolist()]
             self.pending = [self.pending[i] for i in rows.tolist()]
 
-    def resume(self, row: int, onsets: np.ndarray, floor: int = 0, durs: np.ndarray | None = None) -> None:
+    def resume(self, row: int, onsets: np.ndarray, floor: int = 0, durs: np.ndarray | None = None,
+               pitches: np.ndarray | None = None) -> None:
         """Continue row `row` after notes already in place at `onsets` (grid steps, ascending; held for
-        `durs` steps) and not before step `floor` (the present, in real time): later notes may not go
-        back, melody onsets passed are served, and the played notes count toward the pace."""
+        `durs` steps; of `pitches`) and not before step `floor` (the present, in real time): later notes
+        may not go back, melody onsets passed are served, the played notes count toward the pace, and
+        those at the last onset are not struck again there."""
         onsets = np.asarray(onsets, dtype=np.int64)
         if self.paced:
             self.count[row] = len(onsets)
@@ -115,6 +119,10 @@ class Grammar:
                 self.sounding[row, o:o + int(d)] += 1
         last = max(int(onsets[-1]) if len(onsets) else 0, floor)
         self.last_onset[row] = last
+        self.struck[row] = False
+        if pitches is not None and len(onsets):
+            at_last = np.asarray(pitches, dtype=np.int64)[onsets == last] - tk.PIANO_LOW
+            self.struck[row, torch.from_numpy(at_last[(at_last >= 0) & (at_last < tk.N_PITCH)])] = True
         if len(onsets):
             groups = group_onsets(onsets, self.chord_steps)
             in_last = int((groups == groups[-1]).sum())
@@ -225,6 +233,12 @@ class Grammar:
         ok[:, 0] = True
         return ok
 
+    def pv_allowed(self) -> torch.Tensor:
+        """[B, N_PV]: the pitch-velocity classes whose key is not yet struck at this onset (all of
+        them in a row that has struck every key)."""
+        ok = ~self.struck.repeat_interleave(tk.VEL_BINS, dim=1)
+        return ok | ~ok.any(dim=1, keepdim=True)
+
     def _open_onsets(self) -> torch.Tensor:
         """[B, N_ONSET]: the onsets that do not go back in time. Two hands hold at most MAX_GROUP notes
         at once: a full group must move on in time."""
@@ -279,6 +293,9 @@ class Grammar:
                 pitch = (torch.arange(tk.N_PV, device=allow.device) // tk.VEL_BINS) + tk.PIANO_LOW
                 ok = pitch[None, :] < self.limit[:, None]
                 allow[:, tk.PV0:tk.NOTE_END] &= torch.where(capped[:, None], ok, torch.ones_like(ok))
+        picking = self.state == 2
+        if picking.any():
+            allow[:, tk.PV0:tk.NOTE_END] &= torch.where(picking[:, None], self.pv_allowed(), True)
         if self.paced:
             allow = self._pace_mask(allow, keep)
         # A row whose window is exhausted may always end.
@@ -309,7 +326,13 @@ class Grammar:
             self.group_count = torch.where(new_group, torch.where(near, 1, self.chord_size),
                                            self.group_count + is_onset.long())
             self.group_notes = torch.where(new_group, 1, self.group_notes + is_onset.long())
+            moved = is_onset & (step != self.last_onset)
+            self.struck &= ~moved[:, None]
             self.last_onset = torch.where(is_onset, step, self.last_onset)
+        is_pv = (self.state == 2) & (tokens >= tk.PV0) & (tokens < tk.NOTE_END)
+        if is_pv.any():
+            rows = torch.nonzero(is_pv).squeeze(1)
+            self.struck[rows, (tokens[rows] - tk.PV0) // tk.VEL_BINS] = True
         if self.paced:
             self.count += is_onset.long()
             is_dur = (self.state == 1) & (tokens >= tk.DUR0) & (tokens < tk.PV0)
