@@ -111,6 +111,22 @@ def continuation(folder, ckpt):
     return pr.evaluate(setup(folder, n=2, model=str(ckpt), seed=3))
 
 
+def test_a_prompt_that_ends_in_a_rest_is_continued_from_20_s(folder, ckpt):
+    """A piece silent from 18 s to 21 s: its 20 s prompt's last note ends before 20 s (a PiJAMA val
+    piece did this and stopped the whole run)."""
+    from tatum.evaluate.classify import Classifier
+
+    notes = grid_piece(40, seed=7)
+    notes = notes.select((notes.onset_ms < 18_000) | (notes.onset_ms >= 21_000))
+    notes = notes.slice(0, 35_000, clip=True)
+    notes.dur_ms = np.minimum(notes.dur_ms, 500).astype(np.int32)
+    assert notes.slice(0, 20_000).end_ms < 19_000
+    r = pr._continuation(setup(folder, model=str(ckpt)), notes, 0, Classifier.load(), None)
+    prompt = r.result.slice(0, 20_000)
+    assert np.array_equal(prompt.onset_ms, notes.slice(0, 20_000).onset_ms)
+    assert r.result.slice(18_000, 20_000).end_ms == 0 and r.measures["real_notes_per_5s"] > 0
+
+
 def test_continuation_measures_the_generated_15_s_against_the_real_next_15_s(continuation, folder):
     ev = continuation
     assert [p.title for p in ev.pieces] == ["A", "B"]                # C is too short: skipped

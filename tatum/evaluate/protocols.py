@@ -257,7 +257,8 @@ def _continuation(setup: Setup, notes: Notes, k: int, clf: Classifier, artist: s
     P, C = PROMPT_S * 1000, CONTINUE_S * 1000
     prompt, real = notes.slice(0, P, clip=True), notes.slice(P, P + C, clip=True)
     t = time.perf_counter()
-    out = continue_(prompt, seconds=CONTINUE_S, prompt_seconds=PROMPT_S, style="jazz", artist=setup.artist,
+    # the piece itself, cut by continue_ at PROMPT_S: a prompt whose last note ends before it is still whole
+    out = continue_(notes, seconds=CONTINUE_S, prompt_seconds=PROMPT_S, style="jazz", artist=setup.artist,
                     seed=setup.seed + k, model=setup.model, candidates=setup.candidates)
     wall = time.perf_counter() - t
     gen = out.slice(P, P + C, clip=True)
