@@ -237,9 +237,10 @@ SPECS: dict[str, Spec] = {s.name: s for s in specs(Conditioning) + specs(Samplin
 KEYWORDS: dict[str, Spec] = {s.keyword: s for s in SPECS.values()} | SPECS
 
 # Where a verb's defaults differ from the fields' (the one place that says so, for the command line and
-# the Python API alike): a continuation keeps its prompt's texture and is guided toward it.
+# the Python API alike): a continuation keeps its prompt's texture (the sampler's pace holds it; guidance
+# toward it made NoteLM's continuations more random-like and their bass thinner, benchmarks/continue_sampling.py).
 VERB_DEFAULTS: dict[str, dict[str, Any]] = {
-    "continue": {"density": "source", "polyphony": "source", "guidance": 2.0},
+    "continue": {"density": "source", "polyphony": "source"},
     # a melody has no texture of its own to keep; left to itself the model stacks 14 notes on average
     # (up to 41) under a 1.6 notes/s tune, where jazz pianists sound about 4 (PiJAMA val: median 4.0)
     "harmonize": {"polyphony": 3},

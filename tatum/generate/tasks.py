@@ -229,8 +229,7 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, *, promp
 
     `density` and `polyphony` default to the buckets of the prompt's last window ("source"), so the
     new music keeps the prompt's texture; None lets the model choose (ANY), a number sets a bucket.
-    `guidance` (2 by default here) makes the model follow those controls: without it the shipped
-    model plays about 1.3 density buckets away from the one asked for, with it about 0.7.
+    The sampler keeps a window inside the asked buckets (`tatum.generate.sampling.Pace`).
     With `candidates` K > 1 each window is decoded K times and the classifiers keep the one likeliest
     in the asked style and manner and least random-like, judged after the music before it.
     The prompt comes back exactly as given (to its end).
