@@ -87,7 +87,7 @@ def main(argv=None) -> dict:
     for genre, rs in refs.items():
         for ref in rs:
             notes = read(ref)
-            p = clf.window_probs(notes) if args.hop is None else clf.predict(windows(notes, hop_ms=args.hop))
+            p = clf.window_probs(notes) if args.hop is None else clf.predict(windows(notes.playable(), hop_ms=args.hop))
             if not len(p["random"]):
                 continue
             tracks.append({"genre": genre, "artist": ref.artist, "title": ref.title, "windows": len(p["random"]),

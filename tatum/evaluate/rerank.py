@@ -146,13 +146,14 @@ def spans_of(piece, t: int) -> list[int]:
 
 def in_context(piece, t: int, candidate: np.ndarray, s: int) -> Notes:
     """The candidate's tokens in place of window t, with the other windows of the classifier span
-    that starts at window s; times relative to the span's start."""
+    that starts at window s; times relative to the span's start; as a MIDI file holds them
+    (`Notes.playable`), as the classifier scores any notes."""
     parts = []
     for i in range(s, min(len(piece), s + SPAN)):
         seg = tk.decode_segment(candidate) if i == t else piece.window_notes(i)
         if len(seg):
             parts.append(seg.shift((i - s) * tk.SEGMENT_MS))
-    return Notes.merge(parts) if parts else Notes.empty()
+    return Notes.merge(parts).playable() if parts else Notes.empty()
 
 
 def _frames(windows: list[Notes]) -> np.ndarray:

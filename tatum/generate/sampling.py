@@ -72,7 +72,10 @@ class Grammar:
         self.group_count = torch.zeros(rows, dtype=torch.long)
         self.group_notes = torch.zeros(rows, dtype=torch.long)    # notes in the current group
         self.limit = torch.full((rows,), 127, dtype=torch.long)  # highest pitch allowed in the group
-        self.struck = torch.zeros(rows, tk.N_PITCH, dtype=torch.bool)  # keys begun at the last onset
+        # Keys begun at an onset, kept in numpy (a note's bookkeeping in a few µs; the jam draws one
+        # note at a time): row r's keys struck at step struck_at[r], stale once the onset moves on.
+        self.struck = np.zeros((rows, tk.N_PITCH), dtype=bool)
+        self.struck_at = np.full(rows, -1, dtype=np.int64)
         # Melody per row: {onset step: pitch}; a plain set of steps puts no limit on pitch.
         self.melody = None if melody_onsets is None else [
             (m if isinstance(m, dict) else {s: 127 for s in m}) if m else {} for m in melody_onsets]
@@ -98,10 +101,11 @@ class Grammar:
             self.sounding = torch.zeros(rows, tk.N_ONSET + tk.N_DUR, dtype=torch.long)
 
     def select(self, rows: torch.Tensor) -> None:
-        names = ["state", "last_onset", "group_start", "group_count", "group_notes", "limit", "struck"]
+        names = ["state", "last_onset", "group_start", "group_count", "group_notes", "limit"]
         names += ["low", "high", "voices", "mean_cap", "count", "sounding"] if self.paced else []
         for name in names:
             setattr(self, name, getattr(self, name)[rows])
+        self.struck, self.struck_at = self.struck[rows.numpy()], self.struck_at[rows.numpy()]
         if self.melody is not None:
             self.melody = [self.melody[i] for i in rows.tolist()]
             self.pending = [self.pending[i] for i in rows.tolist()]
@@ -119,10 +123,10 @@ class Grammar:
                 self.sounding[row, o:o + int(d)] += 1
         last = max(int(onsets[-1]) if len(onsets) else 0, floor)
         self.last_onset[row] = last
-        self.struck[row] = False
+        self.struck[row], self.struck_at[row] = False, last
         if pitches is not None and len(onsets):
             at_last = np.asarray(pitches, dtype=np.int64)[onsets == last] - tk.PIANO_LOW
-            self.struck[row, torch.from_numpy(at_last[(at_last >= 0) & (at_last < tk.N_PITCH)])] = True
+            self.struck[row, at_last[(at_last >= 0) & (at_last < tk.N_PITCH)]] = True
         if len(onsets):
             groups = group_onsets(onsets, self.chord_steps)
             in_last = int((groups == groups[-1]).sum())
@@ -233,11 +237,14 @@ class Grammar:
         ok[:, 0] = True
         return ok
 
-    def pv_allowed(self) -> torch.Tensor:
+    def pv_allowed(self) -> torch.Tensor | None:
         """[B, N_PV]: the pitch-velocity classes whose key is not yet struck at this onset (all of
-        them in a row that has struck every key)."""
-        ok = ~self.struck.repeat_interleave(tk.VEL_BINS, dim=1)
-        return ok | ~ok.any(dim=1, keepdim=True)
+        them in a row that has struck every key); None when no key is struck (any will do)."""
+        struck = self.struck & (self.struck_at == self.last_onset.numpy())[:, None]
+        if not struck.any():
+            return None
+        ok = np.repeat(~struck, tk.VEL_BINS, axis=1)
+        return torch.from_numpy(ok | ~ok.any(axis=1, keepdims=True)).to(self.masks.device)
 
     def _open_onsets(self) -> torch.Tensor:
         """[B, N_ONSET]: the onsets that do not go back in time. Two hands hold at most MAX_GROUP notes
@@ -294,8 +301,12 @@ class Grammar:
                 ok = pitch[None, :] < self.limit[:, None]
                 allow[:, tk.PV0:tk.NOTE_END] &= torch.where(capped[:, None], ok, torch.ones_like(ok))
         picking = self.state == 2
-        if picking.any():
-            allow[:, tk.PV0:tk.NOTE_END] &= torch.where(picking[:, None], self.pv_allowed(), True)
+        free = self.pv_allowed() if picking.any() else None
+        if free is not None:
+            # never so strict that no key is left (a low melody note over struck keys): then the rule yields
+            pv = allow[:, tk.PV0:tk.NOTE_END]
+            kept = pv & free
+            allow[:, tk.PV0:tk.NOTE_END] = torch.where((picking & kept.any(dim=1))[:, None], kept, pv)
         if self.paced:
             allow = self._pace_mask(allow, keep)
         # A row whose window is exhausted may always end.
@@ -326,13 +337,14 @@ class Grammar:
             self.group_count = torch.where(new_group, torch.where(near, 1, self.chord_size),
                                            self.group_count + is_onset.long())
             self.group_notes = torch.where(new_group, 1, self.group_notes + is_onset.long())
-            moved = is_onset & (step != self.last_onset)
-            self.struck &= ~moved[:, None]
             self.last_onset = torch.where(is_onset, step, self.last_onset)
-        is_pv = (self.state == 2) & (tokens >= tk.PV0) & (tokens < tk.NOTE_END)
-        if is_pv.any():
-            rows = torch.nonzero(is_pv).squeeze(1)
-            self.struck[rows, (tokens[rows] - tk.PV0) // tk.VEL_BINS] = True
+        t = tokens.numpy()
+        rows = np.flatnonzero((t >= tk.PV0) & (t < tk.NOTE_END))
+        if len(rows):
+            at = self.last_onset.numpy()[rows]
+            self.struck[rows[self.struck_at[rows] != at]] = False
+            self.struck_at[rows] = at
+            self.struck[rows, (t[rows] - tk.PV0) // tk.VEL_BINS] = True
         if self.paced:
             self.count += is_onset.long()
             is_dur = (self.state == 1) & (tokens >= tk.DUR0) & (tokens < tk.PV0)
