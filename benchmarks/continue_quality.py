@@ -15,7 +15,7 @@ pianist really played), so "as close as the real thing" reads directly.
 
     python benchmarks/continue_quality.py [--data ../shared/data] [--pieces 8] [--prompt-seconds 20]
                                           [--seconds 15] [--model PATH] [--temperature 1.0]
-                                          [--controls any|source] [--guidance 2]
+                                          [--controls any|source] [--guidance 0]
 
 The last line printed is a JSON object with the results.
 """
@@ -50,9 +50,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--model", default=None, help="checkpoint folder or shipped name (default: the shipped default)")
     ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--guidance", type=float, default=2.0,
+    ap.add_argument("--guidance", type=float, default=0.0,
                     help="classifier-free guidance toward the style and the density/polyphony controls "
-                         "(tatum continue's default)")
+                         "(tatum continue's default: none)")
     ap.add_argument("--controls", choices=("any", "source"), default="source",
                     help="density and polyphony buckets: those of the prompt's last window (tatum's "
                          "default), or ANY")
