@@ -937,30 +937,3 @@ def test_a_key_struck_under_a_low_melody_note_still_leaves_a_note_to_draw():
     a = g.allowed()[0]
     assert a[tk.PV0:tk.PV0 + tk.VEL_BINS].all() and not a[tk.EOS], "the rule yields rather than end the note"
 
-
-def test_a_model_that_loves_one_key_plays_it_once_per_onset(tok, monkeypatch):
-    from tatum import layout
-    from tatum.generate import decode
-    from tatum.model.config import build_model, preset
-
-    torch.manual_seed(0)
-    lm = build_model(preset("note-tiny", tok.vocab_size, align_input=True)).eval()
-    favourite = torch.zeros(tk.N_PV)
-    favourite[(60 - tk.PIANO_LOW) * tk.VEL_BINS:(61 - tk.PIANO_LOW) * tk.VEL_BINS] = 30.0
-    real_pv = lm.pv_logits
-    monkeypatch.setattr(lm, "pv_logits", lambda g, dur: real_pv(g, dur) + favourite)
-    segs = [tk.encode_segment(Notes(np.arange(0, 4900, 130), np.full(38, 200), 50 + (np.arange(38) * 7) % 30,
-                                    np.full(38, 70)))] * 2
-    enc = layout.build((tok.genre_id("jazz"), tok.artist_id(None), tok.density_id(None), tok.polyphony_id(None)),
-                       tok.corruption_id("whole_mask"), np.array([tk.MASK]), segs, [], None, lm.cfg.max_len,
-                       reserve=128)
-    drawn = []
-    for fast in (True, False):       # the heads' own classes and the whole vocabulary: the same draw
-        monkeypatch.setattr(decode, "FAST_PICK", fast)
-        drawn.append(decode_rows(lm, [Row(enc)] * 4, Sampling(seed=3), None, tok.null_style))
-    assert all(np.array_equal(a, b) for a, b in zip(*drawn))
-    notes = [tk.decode_segment(x) for x in drawn[0]]
-    assert sum(len(n) for n in notes) >= 20 and all((n.pitch == 60).any() for n in notes if len(n))
-    for n in notes:
-        pairs = list(zip(n.onset_ms.tolist(), n.pitch.tolist()))
-        assert len(pairs) == len(set(pairs)), "a key struck twice at one onset"

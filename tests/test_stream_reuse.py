@@ -189,14 +189,19 @@ def test_the_encoder_decoder_can_be_interrupted_too_and_leaves_no_trace():
     assert same_notes
 
 
+def whole_mask_row(model: NoteLM) -> np.ndarray:
+    """A masked window after two windows of a melody over a bass: the input both draws below decode."""
+    segs = [tk.encode_segment(Notes(np.arange(0, 4900, 130), np.full(38, 200), 50 + (np.arange(38) * 7) % 30,
+                                    np.full(38, 70)))] * 2
+    return layout.build((TOK.genre_id("jazz"), TOK.artist_id(None), TOK.density_id(None), TOK.polyphony_id(None)),
+                        TOK.corruption_id("whole_mask"), np.array([tk.MASK]), segs, [], None, model.cfg.max_len,
+                        reserve=128)
+
+
 @pytest.mark.parametrize("sampling", [Sampling(seed=1), Sampling(seed=8, top_k=0), Sampling(seed=3, temperature=0.0),
                                       Sampling(seed=4, top_p=0.8, temperature=1.3), Sampling(seed=5, guidance=1.5, top_k=7)])
 def test_drawing_on_a_heads_own_classes_is_the_same_draw(model, monkeypatch, sampling):
-    segs = [tk.encode_segment(Notes(np.arange(0, 4900, 130), np.full(38, 200), 50 + (np.arange(38) * 7) % 30,
-                                    np.full(38, 70)))] * 2
-    enc = layout.build((TOK.genre_id("jazz"), TOK.artist_id(None), TOK.density_id(None), TOK.polyphony_id(None)),
-                       TOK.corruption_id("whole_mask"), np.array([tk.MASK]), segs, [], None, model.cfg.max_len,
-                       reserve=128)
+    enc = whole_mask_row(model)
     out = []
     for fast in (True, False):
         monkeypatch.setattr(decode, "FAST_PICK", fast)
@@ -204,6 +209,26 @@ def test_drawing_on_a_heads_own_classes_is_the_same_draw(model, monkeypatch, sam
                                TOK.null_style))
     assert sampling.temperature == 0 or sum(len(o) for o in out[0]) >= 30
     assert all(np.array_equal(a, b) for a, b in zip(*out))
+
+
+def test_a_model_that_loves_one_key_plays_it_once_per_onset(monkeypatch):
+    torch.manual_seed(0)
+    lm = build_model(preset("note-tiny", TOK.vocab_size, align_input=True)).eval()
+    favourite = torch.zeros(tk.N_PV)
+    favourite[(60 - tk.PIANO_LOW) * tk.VEL_BINS:(61 - tk.PIANO_LOW) * tk.VEL_BINS] = 30.0
+    real_pv = lm.pv_logits
+    monkeypatch.setattr(lm, "pv_logits", lambda g, dur: real_pv(g, dur) + favourite)
+    enc = whole_mask_row(lm)
+    drawn = []
+    for fast in (True, False):       # the heads' own classes and the whole vocabulary: the same draw
+        monkeypatch.setattr(decode, "FAST_PICK", fast)
+        drawn.append(decode_rows(lm, [Row(enc)] * 4, Sampling(seed=3), None, TOK.null_style))
+    assert all(np.array_equal(a, b) for a, b in zip(*drawn))
+    notes = [tk.decode_segment(x) for x in drawn[0]]
+    assert sum(len(n) for n in notes) >= 20 and all((n.pitch == 60).any() for n in notes if len(n))
+    for n in notes:
+        pairs = list(zip(n.onset_ms.tolist(), n.pitch.tolist()))
+        assert len(pairs) == len(set(pairs)), "a key struck twice at one onset"
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -117,9 +117,7 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     start = torch.from_numpy(np.concatenate([[tk.BOS], np.asarray(played[0], dtype=np.int64)]))
     tokens = start[None].repeat(len(encs), 1).to(device)
     if len(played[0]) or rows[0].from_step:
-        done = np.asarray(played[0], dtype=np.int64)
-        grammar.resume(0, done[0::3] - tk.ONSET0, rows[0].from_step, done[1::3] - tk.DUR0 + 1,
-                       (done[2::3] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW)
+        grammar.resume_played(0, played[0], rows[0].from_step)
     horizon = _horizons(rows)
     for r in rows:
         r.ended = False
@@ -411,8 +409,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     for r, row in enumerate(rows):
         done = np.zeros(0, np.int64) if row.played is None else np.asarray(row.played, dtype=np.int64)
         if len(done) or row.from_step:
-            grammar.resume(r, done[0::3] - tk.ONSET0, row.from_step, done[1::3] - tk.DUR0 + 1,
-                           (done[2::3] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW)
+            grammar.resume_played(r, done, row.from_step)
             out[r].extend(done.tolist())
     gen = gen or sampling.generator()
     alive = torch.arange(n)

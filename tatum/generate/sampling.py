@@ -105,7 +105,8 @@ class Grammar:
         names += ["low", "high", "voices", "mean_cap", "count", "sounding"] if self.paced else []
         for name in names:
             setattr(self, name, getattr(self, name)[rows])
-        self.struck, self.struck_at = self.struck[rows.numpy()], self.struck_at[rows.numpy()]
+        kept = rows.numpy()
+        self.struck, self.struck_at = self.struck[kept], self.struck_at[kept]
         if self.melody is not None:
             self.melody = [self.melody[i] for i in rows.tolist()]
             self.pending = [self.pending[i] for i in rows.tolist()]
@@ -135,6 +136,12 @@ class Grammar:
             self.group_count[row] = max(in_last, self.chord_size)
         if self.pending is not None:
             self.pending[row] = [m for m in self.pending[row] if m > last]
+
+    def resume_played(self, row: int, played: np.ndarray, floor: int = 0) -> None:
+        """`resume` after the played notes as tokens (onset, dur, pv triples)."""
+        ids = np.asarray(played, dtype=np.int64)
+        self.resume(row, ids[0::3] - tk.ONSET0, floor, ids[1::3] - tk.DUR0 + 1,
+                    (ids[2::3] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW)
 
     def _next_melody_onset(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's next unserved melody onset step (10**6 when none), and which rows are about to
