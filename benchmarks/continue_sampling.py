@@ -3,9 +3,9 @@ several settings of the continue verb.
 
 For each variant (options laid over the verb's defaults: guidance, temperature, top_k, top_p), the same
 `--n` evenly spaced PiJAMA **val** prompts (20 s) are continued by 15 s with the same seeds, and the
-protocol's means are printed: random-like, P(jazz), PCTM cosine and pitch-class KL against the real
-next 15 s, notes per 5 s, key kept, median pitch difference to the prompt's end, bass presence, pulse
-clarity. Pieces differ far more than settings do, so compare variants on 32 prompts or more.
+protocol's means are printed: random-like, P(jazz), P(pianist) (by the classifier and by the
+independent judge), PCTM cosine and pitch-class KL against the real next 15 s, notes per 5 s, key
+kept, median pitch difference to the prompt's end, bass presence, pulse clarity. Pieces differ far more than settings do, so compare variants on 32 prompts or more.
 
     python benchmarks/continue_sampling.py [--n 32] [--seed 100] [--model tatum-note]
         [--variants '{"g0": {"guidance": 0}, "g2": {"guidance": 2}}'] [--data-root ../shared/data]
@@ -23,7 +23,7 @@ from valset import DEFAULT_DATA
 
 DEFAULT_VARIANTS = {"default": {}, "g1": {"guidance": 1.0}, "g2": {"guidance": 2.0},
                     "T.85": {"temperature": 0.85}, "k20": {"top_k": 20}, "p.9": {"top_p": 0.9}}
-KEYS = ["random_like", "p_jazz", "p_artist", "pctm_cosine_improvnet", "pitch_class_kl_improvnet", "notes_per_5s",
+KEYS = ["random_like", "p_jazz", "p_artist", "judge_random_like", "judge_p_jazz", "judge_p_artist", "pctm_cosine_improvnet", "pitch_class_kl_improvnet", "notes_per_5s",
         "key_kept", "median_pitch_diff", "bass_presence", "pulse_clarity"]
 
 

@@ -6,11 +6,12 @@ pianolatron val) and each K, the same `--n` pieces are generated with the same s
 
 - what the reranker optimises: P(jazz), P(artist) when `--artist` is given, random-like, and for
   style-transfer the SSM correlation with the input;
-- what it does not: PCTM cosine and pitch-class KL against the real music, notes per 5 s, beat clarity;
+- what it does not: the independent judge's P(artist) and random-like (`tatum/models/tatum-judge`, trained
+  apart), PCTM cosine and pitch-class KL against the real music, notes per 5 s, beat clarity;
 - wall time per piece (decode + scoring).
 
-The reranker and the judge are the same classifier, so a gain in its scores is an upper bound on what a
-listener would hear; the measures it does not see say whether the music moved with them.
+The reranker's own scores are an upper bound on what a listener would hear; the judge and the measures
+it does not see say whether the music moved with them.
 
     python benchmarks/rerank.py [--tasks continuation,infill,style-transfer] [--n 4] [--k 1,2,4,8]
                                 [--model PATH] [--artist NAME] [--seconds 30] [--out out/rerank]
@@ -28,6 +29,7 @@ from pathlib import Path
 from valset import DEFAULT_DATA
 
 COLUMNS = [("P(jazz)", "p_jazz", ".2f"), ("P(artist)", "p_artist", ".2f"), ("random-like", "random_like", ".2f"),
+           ("judge P(artist)", "judge_p_artist", ".2f"), ("judge random-like", "judge_random_like", ".2f"),
            ("SSM r", "ssm_correlation", ".2f"), ("PCTM cos", "pctm_cosine", ".3f"), ("PC KL", "pitch_class_kl", ".2f"),
            ("notes/5 s", "notes_per_5s", ".1f"), ("beat", "pulse_clarity", ".2f"), ("s/piece", "wall_s", ".1f")]
 

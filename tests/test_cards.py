@@ -16,7 +16,7 @@ from tatum.model.config import preset
 from tatum.model.transformer import Seq2Seq
 from tatum.tokenizer import Tokenizer
 
-SHIPPED = ["tatum-small", "tatum-note", "tatum-note-tatum", "tatum-classifier"]
+SHIPPED = ["tatum-small", "tatum-note", "tatum-note-tatum", "tatum-classifier", "tatum-judge"]
 
 
 def header(text: str) -> dict:

@@ -22,6 +22,7 @@ from tatum.errors import TatumError
 from tatum.evaluate import metrics as mt
 from tatum.evaluate import protocols as pr
 from tatum.evaluate import report
+from tatum.evaluate.classify import JUDGE, Classifier
 from tatum.notes import Notes
 
 from test_generate import PNG_MAGIC, ckpt, error_line, grid_piece  # noqa: F401  (ckpt is a fixture)
@@ -114,14 +115,12 @@ def continuation(folder, ckpt):
 def test_a_prompt_that_ends_in_a_rest_is_continued_from_20_s(folder, ckpt):
     """A piece silent from 18 s to 21 s: its 20 s prompt's last note ends before 20 s (a PiJAMA val
     piece did this and stopped the whole run)."""
-    from tatum.evaluate.classify import Classifier
-
     notes = grid_piece(40, seed=7)
     notes = notes.select((notes.onset_ms < 18_000) | (notes.onset_ms >= 21_000))
     notes = notes.slice(0, 35_000, clip=True)
     notes.dur_ms = np.minimum(notes.dur_ms, 500).astype(np.int32)
     assert notes.slice(0, 20_000).end_ms < 19_000
-    r = pr._continuation(setup(folder, model=str(ckpt)), notes, 0, Classifier.load(), None)
+    r = pr._continuation(setup(folder, model=str(ckpt)), notes, 0, pr.Judges.load(), None)
     prompt = r.result.slice(0, 20_000)
     assert np.array_equal(prompt.onset_ms, notes.slice(0, 20_000).onset_ms)
     assert r.result.slice(18_000, 20_000).end_ms == 0 and r.measures["real_notes_per_5s"] > 0
@@ -142,6 +141,10 @@ def test_continuation_measures_the_generated_15_s_against_the_real_next_15_s(con
     assert m["real_pitch_class_kl_improvnet"] == pytest.approx(mt.pitch_class_kl(real, prompt_end, eps=1e-5))
     assert 0 <= m["pctm_cosine"] <= 1 and m["pitch_class_kl"] >= 0
     assert 0 <= m["random_like"] <= 1 and 0 <= m["p_jazz"] <= 1
+    # the independent judge scores the same notes, the real ones too
+    assert 0 <= m["judge_random_like"] <= 1 and 0 <= m["real_judge_random_like"] <= 1
+    gen = ev.pieces[0].result.slice(20_000, 35_000, clip=True)
+    assert m["judge_random_like"] == pytest.approx(Classifier.load(JUDGE).score(gen).random_like)
     assert m["p_artist"] is not None                  # P(Art Tatum): the piece's own pianist
     assert ev.pieces[1].measures["p_artist"] is None  # Bill Evans is not one of the classifier's pianists
     gen = ev.pieces[0].result.slice(20_000, 35_000)
@@ -180,13 +183,15 @@ def test_infill_measures_20_to_40_s_and_keeps_the_rest(folder, ckpt):
 def test_style_transfer_measures_the_input_and_every_pass(folder, ckpt):
     ev = pr.evaluate(setup(folder, "style-transfer", n=1, model=str(ckpt), seconds=20, artist="Art Tatum"))
     c = ev.pieces[0].curves
-    assert set(c) == {"P(jazz)", "random-like", "SSM correlation with the input", "P(Art Tatum)"}
+    assert set(c) == {"P(jazz)", "random-like", "SSM correlation with the input", "P(Art Tatum)",
+                      "random-like (judge)"}
     assert all(len(v) == 11 for v in c.values())       # the input, then ten passes of the improvnet plan
     assert c["SSM correlation with the input"][0] == pytest.approx(1.0)
     m = ev.pieces[0].measures
     assert m["ssm_correlation"] == pytest.approx(mt.ssm_correlation(pr.load(pr.select_pieces(
         setup(folder, "style-transfer", seconds=20))[0], 20), ev.pieces[0].result))
-    assert m["p_artist"] == c["P(Art Tatum)"][-1]
+    assert m["p_artist"] == c["P(Art Tatum)"][-1] and m["real_p_artist"] == c["P(Art Tatum)"][0]
+    assert m["judge_random_like"] == c["random-like (judge)"][-1]
 
 
 def test_harmonize_uses_improvnets_polyphony_rate(folder, ckpt):
@@ -206,7 +211,8 @@ def test_the_report_writes_json_markdown_and_pictures(continuation, tmp_path):
     assert data["published"]["pctm_cosine_improvnet"] == "0.347"
     md = Path(files["markdown"]).read_text()
     for text in ("| measure | tatum | the pianist (real next 15 s) | ImprovNet | AMT |", "0.347", "1.25",
-                 "37 (originals 31)", "P(the piece's pianist)", "Skipped: C (shorter than 35 s)"):
+                 "37 (originals 31)", "P(the piece's pianist)", "Skipped: C (shorter than 35 s)",
+                 "| random-like, independent judge | ", "P(the piece's pianist), independent judge"):
         assert text in md
     for key in ("curves", "roll/01-A", "roll/02-B"):
         assert Path(files[key]).read_bytes().startswith(PNG_MAGIC)

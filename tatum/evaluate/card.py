@@ -3,7 +3,18 @@ when given, what `benchmarks/classifiers.py` measured on the val files."""
 
 from __future__ import annotations
 
+from tatum.evaluate.classify import JUDGE
+
 DATASETS = {"jazz": "PiJAMA", "classical": "pianolatron", "pop": "POP909"}
+JUDGE_NOTE = ("The independent judge: trained apart from `tatum-classifier` (another architecture and seed), "
+              "which `--candidates` reranks with, so that `tatum evaluate` can check what reranking may have "
+              "learnt to please. Its noise windows never strike one key twice at one onset.")
+
+
+def _flags(c: dict) -> str:
+    """The options of `train_classifier` that differ from its defaults."""
+    seed = f" --seed {c['seed']}" if c.get("seed") else ""
+    return seed + "".join(f" --set {k}={v}" for k, v in (c.get("net") or {}).items())
 
 
 def _front(name: str, config: dict, bench: dict | None) -> list[str]:
@@ -39,7 +50,7 @@ def classifier_card(name: str, config: dict, bench: dict | None = None) -> str:
              + (f" and {m['attn_layers']} self-attention layer{'s' * (m['attn_layers'] > 1)}" if m.get("attn_layers") else "")
              if m["trunk"] == "cnn" else f"{m['layers']} transformer layers")
     lines = _front(name, config, bench) + [
-        "", f"# {name}", "",
+        "", f"# {name}", "", *([JUDGE_NOTE, ""] if name == JUDGE else []),
         "Three classifiers in one small network for symbolic piano performances (tatum): **genre** "
         f"({', '.join(config['genres'])}), **pianist** ({len(config['artists']) - 1} PiJAMA pianists and "
         "`other`), and a **random-like** score: the probability that the input is synthetic non-music "
@@ -66,7 +77,7 @@ def classifier_card(name: str, config: dict, bench: dict | None = None) -> str:
                   f"- {t.get('steps', '?')} steps of {c.get('batch_size', '?')} windows, "
                   f"{t.get('wall_s', 0) / 60:.0f} min on {t.get('hardware', '?')}", "",
                   "Reproduce: `python -m tatum.evaluate.train_classifier SHARDS -o OUT --minutes "
-                  f"{c.get('minutes', '?'):g}`" if isinstance(c.get("minutes"), (int, float)) else "", ""]
+                  f"{c.get('minutes', '?'):g}{_flags(c)}`" if isinstance(c.get("minutes"), (int, float)) else "", ""]
     if bench:
         p = bench["pianist_top12"]
         lines += ["## Held-out val files (`python benchmarks/classifiers.py`)", "",

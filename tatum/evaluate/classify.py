@@ -33,6 +33,9 @@ ARCHITECTURE = "tatum-classifier"
 CLASSIFIER_VERSION = 1
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"   # inside the package, so a wheel carries them
 DEFAULT_CLASSIFIER = "tatum-classifier"
+# Trained apart (another architecture and seed) so that its figures check what reranking, which
+# optimises the default classifier's scores, can have learnt to please.
+JUDGE = "tatum-judge"
 
 
 @dataclass

@@ -7,8 +7,8 @@
 - harmonize: the skyline of a performance's first 30 s → harmonized, against the pianist's own.
 
 Piece k is generated with seed `seed + k`, so a run repeats exactly. Every measure comes from
-`tatum.evaluate.metrics` and the shipped classifier (`tatum.evaluate.classify`); `report` writes
-the tables, JSON and pictures.
+`tatum.evaluate.metrics` and the shipped classifiers (`tatum.evaluate.classify`: the one reranking
+uses, and the independent judge, `judge_…` measures); `report` writes the tables, JSON and pictures.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from tatum.errors import TatumError
 from tatum.evaluate import metrics as mt
-from tatum.evaluate.classify import Classifier, Scores
+from tatum.evaluate.classify import JUDGE, MODELS_DIR, Classifier, Scores
 from tatum.notes import Notes
 
 TASKS = ("continuation", "infill", "style-transfer", "harmonize")
@@ -200,6 +200,28 @@ def load(src: Source, seconds: float) -> Notes:
 
 
 # ------------------------------------------------------------ the measures
+@dataclass(frozen=True)
+class Judges:
+    """Who listens: the classifier (the one `--candidates` reranks with) and, when shipped, the
+    independently trained judge, whose scores reranking cannot have learnt to please."""
+
+    classifier: Classifier
+    judge: Classifier | None = None
+
+    @classmethod
+    def load(cls, classifier: Classifier | None = None) -> "Judges":
+        return cls(classifier or Classifier.load(),
+                   Classifier.load(JUDGE) if (MODELS_DIR / JUDGE / "config.json").exists() else None)
+
+    def measures(self, notes: Notes, artist: str | None, prefix: str = "") -> dict:
+        """P(jazz), P(artist) (None for a pianist the classifier does not know) and random-like, by
+        each (the judge's keys begin `judge_`)."""
+        out = classifier_measures(self.classifier, notes, artist, prefix)
+        if self.judge is not None:
+            out |= classifier_measures(self.judge, notes, artist, prefix + "judge_")
+        return out
+
+
 def classifier_measures(clf: Classifier, notes: Notes, artist: str | None, prefix: str = "") -> dict:
     """P(jazz), P(artist) (None for a pianist the classifier does not know) and random-like."""
     s: Scores = clf.score(notes)
@@ -251,7 +273,7 @@ def per_window_density(notes: Notes, t0: float, t1: float) -> list[float]:
 
 
 # --------------------------------------------------------------- the tasks
-def _continuation(setup: Setup, notes: Notes, k: int, clf: Classifier, artist: str | None) -> PieceResult:
+def _continuation(setup: Setup, notes: Notes, k: int, judges: Judges, artist: str | None) -> PieceResult:
     from tatum.generate.tasks import continue_
 
     P, C = PROMPT_S * 1000, CONTINUE_S * 1000
@@ -263,14 +285,14 @@ def _continuation(setup: Setup, notes: Notes, k: int, clf: Classifier, artist: s
     wall = time.perf_counter() - t
     gen = out.slice(P, P + C, clip=True)
     m = compare_section(real, gen, prompt, CONTINUE_S, notes.slice(P - C, P, clip=True))
-    m |= classifier_measures(clf, gen, artist) | classifier_measures(clf, real, artist, "real_")
+    m |= judges.measures(gen, artist) | judges.measures(real, artist, "real_")
     curves = {"notes per 5 s": per_window_density(gen, P, P + C),
               "notes per 5 s (real)": per_window_density(real, P, P + C)}
     return PieceResult("", None, "", m, curves, out, notes.slice(0, P + C, clip=True),
                        ("the pianist: prompt and real continuation", "tatum: prompt and continuation"), wall)
 
 
-def _infill(setup: Setup, notes: Notes, k: int, clf: Classifier, artist: str | None) -> PieceResult:
+def _infill(setup: Setup, notes: Notes, k: int, judges: Judges, artist: str | None) -> PieceResult:
     from tatum.generate.tasks import infill
 
     a, b, end = (x * 1000 for x in INFILL_S)
@@ -281,44 +303,42 @@ def _infill(setup: Setup, notes: Notes, k: int, clf: Classifier, artist: str | N
     gen, real = out.slice(a, b, clip=True), notes.slice(a, b, clip=True)
     context = Notes.merge([notes.slice(0, a, clip=True), notes.slice(b, end)])
     m = compare_section(real, gen, context, (b - a) / 1000, notes.slice(0, a, clip=True))
-    m |= classifier_measures(clf, gen, artist) | classifier_measures(clf, real, artist, "real_")
+    m |= judges.measures(gen, artist) | judges.measures(real, artist, "real_")
     curves = {"notes per 5 s": per_window_density(gen, a, b), "notes per 5 s (real)": per_window_density(real, a, b)}
     return PieceResult("", None, "", m, curves, out, notes, ("the pianist", "tatum: 20–40 s filled in"), wall)
 
 
-def _style_transfer(setup: Setup, notes: Notes, k: int, clf: Classifier, artist: str | None) -> PieceResult:
+def _style_transfer(setup: Setup, notes: Notes, k: int, judges: Judges, artist: str | None) -> PieceResult:
     from tatum.generate.tasks import improvise
 
     curves: dict[str, list[float]] = {"P(jazz)": [], "random-like": [], "SSM correlation with the input": []}
     if artist:
         curves[f"P({artist})"] = []
+    if judges.judge is not None:
+        curves["random-like (judge)"] = []
+    names = {"p_jazz": "P(jazz)", "random_like": "random-like", "p_artist": f"P({artist})",
+             "judge_random_like": "random-like (judge)"}
 
     def measure(x: Notes) -> dict:
-        s = clf.score(x)
-        vals = {"P(jazz)": s.genre["jazz"], "random-like": s.random_like,
-                "SSM correlation with the input": mt.ssm_correlation(notes, x)}
-        if artist:
-            vals[f"P({artist})"] = s.artist.get(artist)
-        for name, v in vals.items():
-            curves[name].append(v)
+        vals = judges.measures(x, artist) | {"ssm_correlation": mt.ssm_correlation(notes, x)}
+        for key, v in vals.items():
+            name = "SSM correlation with the input" if key == "ssm_correlation" else names.get(key)
+            if name in curves:
+                curves[name].append(v)
         return vals
 
-    first = measure(notes)
+    seen = [measure(notes)]
     t = time.perf_counter()
     out = improvise(notes, style="jazz", artist=setup.artist, plan="improvnet", seed=setup.seed + k,
-                    model=setup.model, candidates=setup.candidates, on_notes=lambda _, x: measure(x))
+                    model=setup.model, candidates=setup.candidates, on_notes=lambda _, x: seen.append(measure(x)))
     wall = time.perf_counter() - t
-    last = {name: c[-1] for name, c in curves.items()}
-    m = {"p_jazz": last["P(jazz)"], "real_p_jazz": first["P(jazz)"], "random_like": last["random-like"],
-         "real_random_like": first["random-like"], "ssm_correlation": last["SSM correlation with the input"],
-         "p_artist": last.get(f"P({artist})") if artist else None,
-         "real_p_artist": first.get(f"P({artist})") if artist else None,
-         "notes_per_5s": mt.note_density(out), "real_notes_per_5s": mt.note_density(notes),
-         "chroma_r": mt.chroma_r(notes, out, notes.start_ms, notes.end_ms)}
+    m = dict(seen[-1]) | {"real_" + key: v for key, v in seen[0].items() if key != "ssm_correlation"}
+    m |= {"notes_per_5s": mt.note_density(out), "real_notes_per_5s": mt.note_density(notes),
+          "chroma_r": mt.chroma_r(notes, out, notes.start_ms, notes.end_ms)}
     return PieceResult("", None, "", m, curves, out, notes, ("input", "tatum: after the improvnet plan"), wall)
 
 
-def _harmonize(setup: Setup, notes: Notes, k: int, clf: Classifier, artist: str | None) -> PieceResult:
+def _harmonize(setup: Setup, notes: Notes, k: int, judges: Judges, artist: str | None) -> PieceResult:
     import warnings
 
     from tatum.corruption import skyline_notes
@@ -345,7 +365,7 @@ def _harmonize(setup: Setup, notes: Notes, k: int, clf: Classifier, artist: str 
          "distinct_chords": mt.distinct_chords(out), "real_distinct_chords": mt.distinct_chords(notes),
          "notes_per_s": len(out) / seconds, "real_notes_per_s": len(notes) / seconds,
          "melody_kept": mt.melody_kept(melody, out)}
-    m |= classifier_measures(clf, out, artist) | classifier_measures(clf, notes, artist, "real_")
+    m |= judges.measures(out, artist) | judges.measures(notes, artist, "real_")
     return PieceResult("", None, "", m, curves, out, melody, ("melody (the pianist's skyline)", "tatum: harmonized"),
                        wall)
 
@@ -383,7 +403,7 @@ def evaluate(setup: Setup, progress: Callable[[int, int, str], None] | None = No
     once at the end."""
     info = model_info(setup)
     pieces = select_pieces(setup)
-    clf = classifier or Classifier.load()
+    judges = Judges.load(classifier)
     artist = setup.artist
     ev = Evaluation(setup, info)
     need = setup.excerpt_s
@@ -402,7 +422,7 @@ def evaluate(setup: Setup, progress: Callable[[int, int, str], None] | None = No
         who = artist or (src.artist if setup.task != "style-transfer" else None)
         if progress is not None:
             progress(len(ev.pieces), setup.n, src.title)
-        res = RUNNERS[setup.task](setup, notes, len(ev.pieces), clf, who)
+        res = RUNNERS[setup.task](setup, notes, len(ev.pieces), judges, who)
         res.title, res.artist, res.path = src.title, src.artist, src.path
         ev.pieces.append(res)
     if progress is not None and ev.pieces:

@@ -62,6 +62,18 @@ ROWS = {
         ("random-like (real music ≈ 0.05)", "random_like", "real_random_like", ".2f"),
     ],
 }
+# The independent judge's verdict, after the classifier's own rows (absent when it is not shipped).
+JUDGE_ROWS = [("P(jazz), independent judge", "judge_p_jazz", "real_judge_p_jazz", ".2f"),
+              ("{artist}, independent judge", "judge_p_artist", "real_judge_p_artist", ".2f"),
+              ("random-like, independent judge", "judge_random_like", "real_judge_random_like", ".2f")]
+
+
+def _with_judge(rows: list[tuple]) -> list[tuple]:
+    at = next(i for i, r in enumerate(rows) if r[1] == "random_like") + 1
+    return rows[:at] + JUDGE_ROWS + rows[at:]
+
+
+ROWS = {task: _with_judge(rows) for task, rows in ROWS.items()}
 ROWS["infill"] = [(label.replace("next 15 s", "20–40 s").replace("the prompt's last 15 s", "the given 0–20 s")
                    .replace("the prompt", "0–20 s and 40–60 s"), *rest) for label, *rest in ROWS["continuation"]]
 
@@ -80,8 +92,9 @@ NOTES = {
                  "(style=\"jazz\")` and its defaults. ImprovNet counts chords with chorder (root, quality) over whole "
                  "pieces; we count distinct pitch-class sets of ≥ 3 classes in the excerpt.",
 }
-COMMON_NOTE = ("Means ± standard deviation over pieces. Measures: `tatum.evaluate.metrics` and "
-               "`tatum/models/tatum-classifier` (means over 15 s windows).")
+COMMON_NOTE = ("Means ± standard deviation over pieces. Measures: `tatum.evaluate.metrics`, "
+               "`tatum/models/tatum-classifier` (the classifier `--candidates` reranks with) and "
+               "`tatum/models/tatum-judge` (trained apart, another architecture and seed), means over 15 s windows.")
 SECTION_NOTE = ("ImprovNet's rule for the PCTM counts every pair of notes where one ends within 50 ms of the other's "
                 "start (pretty_midi), and its KL adds 1e-5 to each pitch class, so a pitch class the real music "
                 "plays and the generated never does costs up to 11.5 nats; our own rows count consecutive notes "
@@ -111,11 +124,12 @@ def markdown(ev: Evaluation) -> str:
              + (f", {s.candidates} candidates per window (reranked)" if s.candidates > 1 else "") + ".", "",
              f"| measure | tatum | {REFERENCE[s.task]} | ImprovNet | AMT |", "|---|---|---|---|---|"]
     pub = PUBLISHED.get(s.task, {})
-    for label, key, ref, fmt in ROWS[s.task]:
-        if label == "{artist}":
+    rows = _rows_of(ev)
+    for label, key, ref, fmt in rows:
+        if "{artist}" in label:
             if who is None:
                 continue
-            label = f"P({who})"
+            label = label.replace("{artist}", f"P({who})")
         imp, amt = pub.get(key, ("", ""))
         lines.append(f"| {label} | {_fmt(summ.get(key), fmt)} | {_fmt(summ.get(ref), fmt) if ref else ''} | "
                      f"{imp} | {amt} |")
@@ -133,14 +147,20 @@ def markdown(ev: Evaluation) -> str:
         for i in range(width):
             cells = [("–" if i >= len(c) or c[i] is None else f"{c[i]:.2f}") for c in curves.values()]
             lines.append(f"| {i + first} | " + " | ".join(cells) + " |")
-    lines += ["", "| # | piece | pianist | " + " | ".join(k for _, k, _, _ in ROWS[s.task] if k != "p_artist" or who)
-              + " | s |", "|---" * (4 + sum(1 for _, k, _, _ in ROWS[s.task] if k != "p_artist" or who)) + "|"]
+    cols = [(k, fmt) for _, k, _, fmt in rows if not k.endswith("p_artist") or who]
+    lines += ["", "| # | piece | pianist | " + " | ".join(k for k, _ in cols) + " | s |", "|---" * (4 + len(cols)) + "|"]
     for i, p in enumerate(ev.pieces):
-        vals = [_cell(p.measures.get(k), fmt) for _, k, _, fmt in ROWS[s.task] if k != "p_artist" or who]
+        vals = [_cell(p.measures.get(k), fmt) for k, fmt in cols]
         lines.append(f"| {i + 1} | {p.title[:40]} | {p.artist or ''} | " + " | ".join(vals) + f" | {p.wall_s:.1f} |")
     if ev.skipped:
         lines += ["", "Skipped: " + "; ".join(f"{t} ({why})" for t, why in ev.skipped)]
     return "\n".join(lines) + "\n"
+
+
+def _rows_of(ev: Evaluation) -> list[tuple]:
+    """The task's rows, the judge's only where it scored."""
+    keys = {k for p in ev.pieces for k in p.measures}
+    return [r for r in ROWS[ev.setup.task] if not r[1].startswith("judge_") or r[1] in keys]
 
 
 def _steps(steps) -> str:
