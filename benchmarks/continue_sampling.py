@@ -21,8 +21,8 @@ import time
 
 from valset import DEFAULT_DATA
 
-DEFAULT_VARIANTS = {"default": {}, "g1": {"guidance": 1.0}, "g2": {"guidance": 2.0},
-                    "T.85": {"temperature": 0.85}, "k20": {"top_k": 20}, "p.9": {"top_p": 0.9}}
+DEFAULT_VARIANTS = {"default": {}, "old default (k50 T1)": {"top_k": 50, "temperature": 1.0}, "g2": {"guidance": 2.0},
+                    "T1": {"temperature": 1.0}, "p.95": {"top_p": 0.95}}
 KEYS = ["random_like", "p_jazz", "p_artist", "judge_random_like", "judge_p_jazz", "judge_p_artist", "pctm_cosine_improvnet", "pitch_class_kl_improvnet", "notes_per_5s",
         "key_kept", "median_pitch_diff", "bass_presence", "pulse_clarity"]
 

@@ -12,7 +12,7 @@ import pytest
 from tatum.errors import TatumError
 from tatum.notes import Notes
 from tatum.realtime.controls import Controls
-from tatum.realtime.mock import MockStream, base_pitch
+from tatum.realtime.mock import MockStream, base_pitch, velocity
 from tatum.realtime.record import MidiRecorder
 from tatum.realtime.scheduler import FIRST_CHUNK_MS, Scheduler
 from tatum.realtime.timeline import OFF, ON, Timeline
@@ -134,7 +134,7 @@ def test_scheduler_keeps_a_buffer_ahead_and_plays_on_time():
     events = run(sched, 1.6)
     ons = [e for e, _, _ in events if e.kind == ON]
     assert [e.ms for e in ons][:6] == [0, 250, 500, 750, 1000, 1250]
-    assert [e.pitch for e in ons][:3] == [60, 61, 62] and ons[0].velocity == 80
+    assert [e.pitch for e in ons][:3] == [60, 61, 62] and ons[0].velocity == velocity(Controls())
     late = np.array([sent - due for _, due, sent in events]) * 1000
     assert np.percentile(late, 95) < 5 and sched.stats.underruns == 0
     # the engine was called ahead: at stop, at least one more chunk than the clock had reached

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tatum.realtime.controls import Controls
+from tatum.realtime.mock import velocity
 from tatum.realtime.jam import Jam, JamOptions
 from tatum.realtime.keys import (ACTIONS, JamKeys, TerminalKeys, changes_for_key, controls_after_key, help_text,
                                  split_keys)
@@ -55,8 +56,9 @@ def test_p_goes_through_the_pianists_and_back_to_none():
 
 
 def test_temperature_guidance_and_density_step_within_their_declared_ranges():
-    assert after("+").temperature == pytest.approx(1.1) and after("=").temperature == pytest.approx(1.1)
-    assert after("--").temperature == pytest.approx(0.8) and after("_").temperature == pytest.approx(0.9)
+    one = Controls(temperature=1.0)
+    assert after("+", one).temperature == pytest.approx(1.1) and after("=", one).temperature == pytest.approx(1.1)
+    assert after("--", one).temperature == pytest.approx(0.8) and after("_", one).temperature == pytest.approx(0.9)
     assert changes_for_key("+", Controls(temperature=3.0), GENRES, ARTISTS) is None
     assert after("-" * 40).temperature == 0.0
     assert after("gg").guidance == 1.0 and after("ggG").guidance == 0.5
@@ -102,13 +104,14 @@ def test_a_key_reaches_the_scheduler_and_is_heard(jam):
     for k in "1++p":
         keys.press(k)
     # the changes add up before the scheduler takes them up (each built on the last asked for)
-    assert jam.controls.genre == {"classical": 1.0} and jam.controls.temperature == pytest.approx(1.2)
+    hot = Controls().temperature + 0.2
+    assert jam.controls.genre == {"classical": 1.0} and jam.controls.temperature == pytest.approx(hot)
     assert jam.controls.artist == {"Dick Hyman": 1.0}
     s = jam.status()
-    assert s["style"] == "classical · Dick Hyman" and s["temperature"] == pytest.approx(1.2)
+    assert s["style"] == "classical · Dick Hyman" and s["temperature"] == pytest.approx(hot)
     assert wait_for(lambda: jam.scheduler.controls == jam.controls)
     # the mock engine plays classical with a pianist from 48 + 2, velocity 40 + 40·T
-    assert wait_for(lambda: any(n.pitch >= 50 and n.pitch < 62 and n.velocity == 88
+    assert wait_for(lambda: any(n.pitch >= 50 and n.pitch < 62 and n.velocity == velocity(jam.controls)
                                 for n in _rows(jam.recorder.notes())))
     keys.press("?")
     assert said and "1=classical" in said[-1]

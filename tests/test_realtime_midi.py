@@ -15,7 +15,7 @@ from tatum.errors import TatumError  # noqa: E402
 from tatum.notes import Notes  # noqa: E402
 from tatum.realtime.controls import Controls  # noqa: E402
 from tatum.realtime.jam import Jam, JamOptions  # noqa: E402
-from tatum.realtime.mock import MockStream  # noqa: E402
+from tatum.realtime.mock import MockStream, velocity  # noqa: E402
 from tatum.realtime.ports import quiet_stderr, start_jack  # noqa: E402
 
 
@@ -80,8 +80,9 @@ def test_notes_go_out_on_time_as_midi_bytes_and_the_players_notes_come_in(jack, 
         tx.close()
     ons = rx.note_ons()
     assert len(ons) >= 7
-    # exactly the bytes the mock played: note-on, channel 1, a scale from C4, velocity 80 (T = 1)
-    assert [m for m, _ in ons[:4]] == [[0x90, 60, 80], [0x90, 61, 80], [0x90, 62, 80], [0x90, 63, 80]]
+    # exactly the bytes the mock played: note-on, channel 1, a scale from C4, its velocity at the default T
+    v = velocity(Controls())
+    assert [m for m, _ in ons[:4]] == [[0x90, 60, v], [0x90, 61, v], [0x90, 62, v], [0x90, 63, v]]
     offs = [m for m, _ in rx.got if m[0] & 0xF0 == 0x80]
     assert [0x80, 60, 0] in offs
     # every 250 ms of the jam's clock, measured at the receiving port

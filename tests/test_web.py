@@ -23,7 +23,7 @@ pytest.importorskip("uvicorn")
 ws_client = pytest.importorskip("websockets.sync.client")
 
 from tatum.realtime.controls import Controls  # noqa: E402
-from tatum.realtime.mock import MockStream  # noqa: E402
+from tatum.realtime.mock import MockStream, velocity  # noqa: E402
 from tatum.realtime.server import Limits, create_app, server  # noqa: E402
 
 ARTISTS = ["Art Tatum", "Bill Evans"]
@@ -108,7 +108,8 @@ def test_a_jam_streams_notes_and_pcm_and_a_control_reaches_the_engine(live):
         ws.send(json.dumps({"type": "play"}))
         texts, frames = collect(ws, 1.0)
         notes = [n for t in texts if t["type"] == "notes" for n in t["notes"]]
-        assert notes[:2] == [[0, 200, 60, 80], [250, 200, 61, 80]]
+        v = velocity(Controls())                 # the mock engine's velocity at the default temperature
+        assert notes[:2] == [[0, 200, 60, v], [250, 200, 61, v]]
         # audio: 40 ms blocks of float32 stereo, frame indices back to back from 0, with sound in them
         firsts = [struct.unpack("<q", f[:8])[0] for f in frames]
         assert firsts[:3] == [0, 1920, 3840] and all(len(f) == 8 + 1920 * 8 for f in frames)
