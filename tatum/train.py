@@ -331,159 +331,201 @@ def summed_nll(net, b: dict, device, autocast) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------- main
+@dataclass
+class Progress:
+    """How far a run has come; saved with its state, so a resumed run counts on."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    elapsed: float = 0.0
+    cpu_s: float = 0.0
+    best: float = float("inf")
+
+    @classmethod
+    def resumed(cls, info: dict | None) -> "Progress":
+        if not info:
+            return cls()
+        # A state saved under the per-token measure cannot compare its best with per-note scores.
+        best = info.get("best", float("inf")) if info.get("val_unit") == VAL_UNIT else float("inf")
+        return cls(info["step"], info["tokens_seen"], info["elapsed"], info.get("cpu_s", 0.0), best)
+
+
+def select_pieces(shards: ShardSet, cfg: TrainConfig) -> tuple[list, list]:
+    """The train and val pieces of `cfg.artist` and `cfg.genre` (all when unset)."""
+    def keep(p) -> bool:
+        return ((cfg.artist is None or (p.artist or "").casefold() == cfg.artist.casefold())
+                and (cfg.genre is None or (p.genre or "") == cfg.genre))
+
+    train_pieces = [p for p in shards.split("train") if keep(p)]
+    if not train_pieces:
+        raise TatumError("no training pieces match (check --artist / --genre)", cfg.shards)
+    return train_pieces, [p for p in shards.split("val") if keep(p)]
+
+
+def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the trainable weights; no weight decay on gains and biases."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW([{"params": [p for p in trainable if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                              {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0}],
+                             lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
+
+
+def make_loader(train_ds: ExampleDataset, cfg: TrainConfig, rank: int, world: int, start: int):
+    return torch.utils.data.DataLoader(_StepData(train_ds, cfg, rank, world, start), batch_size=None,
+                                       shuffle=False, num_workers=cfg.workers,
+                                       prefetch_factor=4 if cfg.workers else None,
+                                       persistent_workers=bool(cfg.workers),
+                                       # its own generator: drawing a seed from the global one
+                                       # would shift dropout masks after a resume
+                                       generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def optimizer_step(net, model, opt, data, cfg: TrainConfig, device, autocast, ddp) -> tuple[float, int, float]:
+    """One step over `cfg.grad_accum` micro-batches of length-sorted chunks: (mean loss per label,
+    labels, gradient norm)."""
+    loss_sum, n_tok = 0.0, 0
+    for micro in range(cfg.grad_accum):
+        chunks = next(data)
+        total = sum(n_labels(c) for c in chunks)
+        for j, b in enumerate(chunks):
+            last_pass = micro == cfg.grad_accum - 1 and j == len(chunks) - 1
+            with nullcontext() if (ddp is None or last_pass) else ddp.no_sync():
+                loss = summed_nll(net, b, device, autocast) / max(total, 1)
+                (loss / cfg.grad_accum).backward()
+            loss_sum += loss.item()
+        n_tok += total
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss_sum / cfg.grad_accum, n_tok, float(gnorm)
+
+
+class RunFolder:
+    """Rank 0's side of a run: the fixed validation windows and the unigram baseline, the log, the
+    exported checkpoints (`checkpoint/`, `best/`) and the saved state."""
+
+    def __init__(self, cfg: TrainConfig, model, tok: Tokenizer, val: dict, baseline: dict, record: dict,
+                 run: Progress, resumed: bool):
+        self.cfg, self.model, self.tok, self.val, self.baseline, self.record = cfg, model, tok, val, baseline, record
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.out / "train_config.json", json.dumps(asdict(cfg) | {"model": model.cfg.to_dict()}, indent=1))
+        log = self.out / "log.jsonl"
+        if resumed and log.exists():
+            # Lines logged after the saved state belong to steps that are about to run again.
+            lines = log.read_text().splitlines()
+            write_atomic(log, "".join(l + "\n" for l in lines if json.loads(l)["step"] <= run.step))
+        self.log = open(log, "a")
+        self.t_last, self.tok_last = time.time(), run.tokens_seen   # for the events per second logged
+
+    def write(self, row: dict) -> None:
+        self.log.write(json.dumps(row) + "\n")
+        self.log.flush()
+
+    def after_step(self, run: Progress, last: dict, opt, done: bool, device, autocast) -> str | None:
+        """Log, validate and export, save the state, each when due; the validation line, if any."""
+        cfg, step, said = self.cfg, run.step, None
+        clock = {"elapsed": round(run.elapsed, 1), "cpu_s": round(run.cpu_s, 1)}
+        if step % cfg.log_every == 0 or done:
+            now = time.time()
+            last["tok_per_s"] = round((run.tokens_seen - self.tok_last) / max(now - self.t_last, 1e-9), 1)
+            self.t_last, self.tok_last = now, run.tokens_seen
+            self.write(last | clock)
+        if step % cfg.val_every == 0 or done:
+            scores = nats_per_note(self.model, self.val, device, autocast=autocast) if self.val else {}
+            self.write({"step": step, "tokens_seen": run.tokens_seen, "val": scores, "unigram": self.baseline} | clock)
+            plot_curves(self.out / "log.jsonl", self.out / "loss.png")
+            training = {"steps": step, "tokens_seen": run.tokens_seen, "unit": self.record["unit"],
+                        "wall_s": round(run.elapsed), "cpu_s": round(run.cpu_s), "hardware": self.record["hardware"],
+                        "val_loss": scores, "val_unit": VAL_UNIT, "unigram_loss": self.baseline,
+                        "data": self.record["data"], "init": cfg.init, "artist": cfg.artist, "lr": cfg.lr,
+                        "lora_rank": cfg.lora_rank, "batch": self.record["batch"]}
+            export = merge_lora(self.model) if cfg.lora_rank else self.model
+            save_checkpoint(export, self.tok, self.out / "checkpoint", training=training)
+            if scores and scores["all"] < run.best:
+                run.best = scores["all"]
+                save_checkpoint(export, self.tok, self.out / "best", training=training)
+            said = f"step {step}: val " + " ".join(f"{k}={v:.3f}" for k, v in scores.items())
+        if step % cfg.save_every == 0 or done:
+            save_state(self.out / "state", step, self.model, opt,
+                       {"tokens_seen": run.tokens_seen, "elapsed": run.elapsed, "cpu_s": run.cpu_s, "best": run.best,
+                        "unigram": self.baseline, "val_unit": VAL_UNIT})
+        return said
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     # --- setup: processes, data, model, optimizer, saved state
     rank, world, local_rank = dist_info()
     device = setup_device(local_rank, world)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    state_dir = out / "state"
     shards = ShardSet(cfg.shards, verify=True)
     model, tok = build(cfg, shards)
     ex_cfg = example_config(cfg, model)
-
-    def keep(p) -> bool:
-        return ((cfg.artist is None or (p.artist or "").casefold() == cfg.artist.casefold())
-                and (cfg.genre is None or (p.genre or "") == cfg.genre))
-
-    train_pieces = [p for p in shards.split("train") if keep(p)]
-    val_pieces = [p for p in shards.split("val") if keep(p)]
-    if not train_pieces:
-        raise TatumError("no training pieces match (check --artist / --genre)", cfg.shards)
+    train_pieces, val_pieces = select_pieces(shards, cfg)
     train_ds = ExampleDataset(shards, "train", ex_cfg, tok, seed=cfg.seed, pieces=train_pieces)
-
     if cfg.lora_rank:
         add_lora(model, cfg.lora_rank)
     torch.manual_seed(cfg.seed + rank)
     model.to(device)
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in trainable if p.dim() >= 2]
-    no_decay = [p for n, p in trainable if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98),
-                            fused=device.type == "cuda")
+    opt = make_optimizer(model, cfg, device)
+    state_dir = Path(cfg.out) / "state"
     info = load_state(state_dir, model, opt) if state_dir.exists() else None
-    start = info["step"] if info else 0
-    tokens_seen = info["tokens_seen"] if info else 0
-    elapsed = info["elapsed"] if info else 0.0
-    cpu_s = info.get("cpu_s", 0.0) if info else 0.0
-    # A state saved under the per-token measure cannot compare its best with per-note scores.
-    best = info.get("best", float("inf")) if info and info.get("val_unit") == VAL_UNIT else float("inf")
-
+    run = Progress.resumed(info)
+    start = run.step
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else None
     net = ddp or model
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
 
-    # --- rank 0: validation set, baseline, run folder, log
-    val, baseline = {}, {}
+    # --- rank 0: validation set, baseline, run folder, log, progress bar
+    folder = bar = None
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
         val = validation_set(shards, ex_cfg, tok, cfg.val_per_corruption, pieces=val_pieces)
         baseline = (info["unigram"] if info and info.get("val_unit") == VAL_UNIT and info.get("unigram")
                     else unigram_baseline(train_ds, val))
-        write_atomic(out / "train_config.json", json.dumps(asdict(cfg) | {"model": model.cfg.to_dict()}, indent=1))
-    if rank == 0 and info and (out / "log.jsonl").exists():
-        # Lines logged after the saved state belong to steps that are about to run again.
-        lines = (out / "log.jsonl").read_text().splitlines()
-        write_atomic(out / "log.jsonl", "".join(l + "\n" for l in lines if json.loads(l)["step"] <= start))
-    log = open(out / "log.jsonl", "a") if rank == 0 else None
+        record = {"unit": "event" if isinstance(model, NoteLM) else "target token",
+                  "hardware": _hardware(device, world), "batch": cfg.batch_size * cfg.grad_accum * world,
+                  "data": {"pieces": len(train_pieces), "hours": round(sum(p.seconds for p in train_pieces) / 3600, 1),
+                           "genres": sorted({p.genre or "none" for p in train_pieces})}}
+        folder = RunFolder(cfg, model, tok, val, baseline, record, run, resumed=info is not None)
+        if progress:
+            from tqdm import tqdm
 
-    loader = torch.utils.data.DataLoader(_StepData(train_ds, cfg, rank, world, start), batch_size=None,
-                                         shuffle=False, num_workers=cfg.workers,
-                                         prefetch_factor=4 if cfg.workers else None,
-                                         persistent_workers=bool(cfg.workers),
-                                         # its own generator: drawing a seed from the global one
-                                         # would shift dropout masks after a resume
-                                         generator=torch.Generator().manual_seed(cfg.seed))
-    bar = None
-    if rank == 0 and progress:
-        from tqdm import tqdm
+            bar = tqdm(total=cfg.max_steps, initial=start, desc="training", unit="step", dynamic_ncols=True)
 
-        bar = tqdm(total=cfg.max_steps, initial=start, desc="training", unit="step", dynamic_ncols=True)
-
-    data = iter(loader)
-    data_summary = {"pieces": len(train_pieces), "hours": round(sum(p.seconds for p in train_pieces) / 3600, 1),
-                    "genres": sorted({p.genre or "none" for p in train_pieces})}
-    unit = "event" if isinstance(model, NoteLM) else "target token"
-    t_last, tok_last = time.time(), tokens_seen
+    # --- the loop: a step, then (rank 0) log, validate, export, save
+    data = iter(make_loader(train_ds, cfg, rank, world, start))
     last = {}
     model.train()
     for step in range(start, cfg.max_steps):
-        # --- one optimizer step: micro-batches of length-sorted chunks
-        lr = lr_at(step, cfg, cpu_s)
+        lr = lr_at(step, cfg, run.cpu_s)
         for g in opt.param_groups:
             g["lr"] = lr
         t0, c0 = time.time(), time.process_time()
-        loss_sum, n_tok = 0.0, 0
-        for micro in range(cfg.grad_accum):
-            chunks = next(data)
-            total = sum(n_labels(c) for c in chunks)
-            for j, b in enumerate(chunks):
-                last_pass = micro == cfg.grad_accum - 1 and j == len(chunks) - 1
-                with nullcontext() if (ddp is None or last_pass) else ddp.no_sync():
-                    loss = summed_nll(net, b, device, autocast) / max(total, 1)
-                    (loss / cfg.grad_accum).backward()
-                loss_sum += loss.item()
-            n_tok += total
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loss, n_tok, gnorm = optimizer_step(net, model, opt, data, cfg, device, autocast, ddp)
         if world > 1:
-            counts = torch.tensor([n_tok, loss_sum], dtype=torch.float64, device=device)
+            counts = torch.tensor([n_tok, loss], dtype=torch.float64, device=device)
             dist.all_reduce(counts)
-            n_tok, loss_sum = int(counts[0]), float(counts[1]) / world
-        tokens_seen += n_tok
-        elapsed += time.time() - t0
-        cpu_s += time.process_time() - c0
-        last = {"step": step + 1, "loss": loss_sum / cfg.grad_accum, "lr": lr, "grad_norm": float(gnorm),
-                "tokens_seen": tokens_seen}
-        done = step + 1 == cfg.max_steps or bool(cfg.budget_cpu_s and cpu_s >= cfg.budget_cpu_s)
-        if rank != 0:
-            if done:
-                break
-            continue
-
-        # --- rank 0: log, validate and export, save the state
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.1e}")
-        if (step + 1) % cfg.log_every == 0 or done:
-            now = time.time()
-            last["tok_per_s"] = round((tokens_seen - tok_last) / max(now - t_last, 1e-9), 1)
-            t_last, tok_last = now, tokens_seen
-            log.write(json.dumps(last | {"elapsed": round(elapsed, 1), "cpu_s": round(cpu_s, 1)}) + "\n")
-            log.flush()
-        if (step + 1) % cfg.val_every == 0 or done:
-            scores = nats_per_note(model, val, device, autocast=autocast) if val else {}
-            log.write(json.dumps({"step": step + 1, "tokens_seen": tokens_seen, "val": scores,
-                                  "unigram": baseline, "elapsed": round(elapsed, 1),
-                                  "cpu_s": round(cpu_s, 1)}) + "\n")
-            log.flush()
-            plot_curves(out / "log.jsonl", out / "loss.png")
-            training = {"steps": step + 1, "tokens_seen": tokens_seen, "unit": unit, "wall_s": round(elapsed),
-                        "cpu_s": round(cpu_s), "hardware": _hardware(device, world), "val_loss": scores,
-                        "val_unit": VAL_UNIT, "unigram_loss": baseline, "data": data_summary, "init": cfg.init,
-                        "artist": cfg.artist, "lr": cfg.lr, "lora_rank": cfg.lora_rank,
-                        "batch": cfg.batch_size * cfg.grad_accum * world}
-            export = merge_lora(model) if cfg.lora_rank else model
-            save_checkpoint(export, tok, out / "checkpoint", training=training)
-            if scores and scores["all"] < best:
-                best = scores["all"]
-                save_checkpoint(export, tok, out / "best", training=training)
+            n_tok, loss = int(counts[0]), float(counts[1]) / world
+        run.step, run.tokens_seen = step + 1, run.tokens_seen + n_tok
+        run.elapsed += time.time() - t0
+        run.cpu_s += time.process_time() - c0
+        last = {"step": step + 1, "loss": loss, "lr": lr, "grad_norm": gnorm, "tokens_seen": run.tokens_seen}
+        done = step + 1 == cfg.max_steps or bool(cfg.budget_cpu_s and run.cpu_s >= cfg.budget_cpu_s)
+        if folder is not None:
             if bar is not None:
-                bar.write(f"step {step + 1}: val " + " ".join(f"{k}={v:.3f}" for k, v in scores.items()))
-        if (step + 1) % cfg.save_every == 0 or done:
-            save_state(state_dir, step + 1, model, opt, {"tokens_seen": tokens_seen, "elapsed": elapsed,
-                                                         "cpu_s": cpu_s, "best": best, "unigram": baseline,
-                                                         "val_unit": VAL_UNIT})
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
+            said = folder.after_step(run, last, opt, done, device, autocast)
+            if said and bar is not None:
+                bar.write(said)
         if done:
             break
     if bar is not None:
         bar.close()
-    if log is not None:
-        log.close()
+    if folder is not None:
+        folder.log.close()
     if world > 1:
         dist.barrier()
     return last
