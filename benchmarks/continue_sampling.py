@@ -7,7 +7,7 @@ protocol's means are printed: random-like, P(jazz), P(pianist) (by the classifie
 independent judge), PCTM cosine and pitch-class KL against the real next 15 s, notes per 5 s, key
 kept, median pitch difference to the prompt's end, bass presence, pulse clarity. Pieces differ far more than settings do, so compare variants on 32 prompts or more.
 
-    python benchmarks/continue_sampling.py [--n 32] [--seed 100] [--model tatum-note]
+    python benchmarks/continue_sampling.py [--n 32] [--seed 100] [--model tatum-note] [--candidates 1]
         [--variants '{"g0": {"guidance": 0}, "g2": {"guidance": 2}}'] [--data-root ../shared/data]
 
 One JSON object per variant, one per line.
@@ -33,6 +33,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--model", default=None)
     ap.add_argument("--artist", default=None)
+    ap.add_argument("--candidates", type=int, default=None, help="drafts per window (default: the verb's)")
     ap.add_argument("--variants", type=json.loads, default=DEFAULT_VARIANTS)
     ap.add_argument("--data-root", default=str(DEFAULT_DATA))
     a = ap.parse_args(argv)
@@ -48,7 +49,7 @@ def main(argv=None) -> list[dict]:
             options.VERB_DEFAULTS["continue"] = base | changes
             t = time.perf_counter()
             ev = evaluate(Setup("continuation", n=a.n, model=a.model, artist=a.artist, seed=a.seed,
-                                data_root=a.data_root), classifier=clf)
+                                candidates=a.candidates, data_root=a.data_root), classifier=clf)
             s = ev.summary()
             row = {"variant": name, **changes, "pieces": len(ev.pieces), "wall_s": round(time.perf_counter() - t)}
             row |= {k: round(s[k]["mean"], 3) for k in KEYS if k in s and s[k]["mean"] is not None}

@@ -331,7 +331,8 @@ def continue_cmd(
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
-    candidates: Candidates = 1,
+    candidates: Annotated[int, typer.Option(metavar="K", help="Best of K drafts per window (K× work; 1 for one). (4)",
+                                            rich_help_panel=ADVANCED, show_default=False)] = 4,
     model: Model = None,
 ):
     import math
@@ -598,7 +599,8 @@ def evaluate_cmd(
     seconds: Optional[float] = opt(None, "Excerpt: style-transfer 60 s, harmonize 30.", metavar="S", advanced=True),
     data_root: Optional[Path] = opt(None, "Where the collections are ($TATUM_DATA).", metavar="DIR", advanced=True),
     no_pictures: bool = opt(False, "No piano rolls and curves.", "--no-pictures", advanced=True),
-    candidates: Candidates = 1,
+    candidates: Annotated[Optional[int], typer.Option(metavar="K", rich_help_panel=ADVANCED, show_default=False,
+                                                      help="Best of K drafts per window (default: the verb's).")] = None,
     model: Model = None,
 ):
     """Run a task on N real pieces with fixed seeds and measure it as ImprovNet did: results.json,

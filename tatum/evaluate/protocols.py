@@ -57,7 +57,7 @@ class Setup:
     model: str | None = None
     artist: str | None = None
     seed: int = 0
-    candidates: int = 1
+    candidates: int | None = None      # drafts per window; None: the verb's default
     seconds: float | None = None
     data_root: Path | None = None
 
@@ -66,6 +66,10 @@ class Setup:
             raise TatumError(f"unknown task {self.task!r}; tasks: {', '.join(TASKS)}")
         if self.n < 1:
             raise TatumError(f"--n must be 1 or more, not {self.n}")
+        if self.candidates is None:
+            from tatum.generate.tasks import CONTINUE_CANDIDATES
+
+            self.candidates = CONTINUE_CANDIDATES if self.task == "continuation" else 1
         if int(self.candidates) != self.candidates or self.candidates < 1:
             raise TatumError(f"--candidates must be a whole number, 1 or more, not {self.candidates}")
         if self.candidates > 1 and self.task not in RERANKED:

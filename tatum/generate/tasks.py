@@ -221,18 +221,23 @@ def harmonize(melody: Notes | str | os.PathLike, *, passes: int = 5, context: tu
     return restore(melody, piece.notes(), piece.origin_ms)
 
 
+# Measured on PiJAMA val continuations: the best of 4 drafts per window is heard as real music far more
+# often by a classifier the reranker never consulted (tatum-judge), at under twice the time of one.
+CONTINUE_CANDIDATES = 4
+
+
 def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, *, prompt_seconds: float | None = None,
               context: int = 5, conditioning: Conditioning | None = None, sampling: Sampling | None = None,
-              model=None, candidates: int = 1, reranker=None, on_pass: Callable[[int, int], None] | None = None,
+              model=None, candidates: int = CONTINUE_CANDIDATES, reranker=None, on_pass: Callable[[int, int], None] | None = None,
               **options) -> Notes:
     """The prompt followed by `seconds` of new music, one 5 s window at a time.
 
     `density` and `polyphony` default to the buckets of the prompt's last window ("source"), so the
     new music keeps the prompt's texture; None lets the model choose (ANY), a number sets a bucket.
     The sampler keeps a window inside the asked buckets (`tatum.generate.sampling.Pace`).
-    With `candidates` K > 1 each window is decoded K times and the classifiers keep the one likeliest
-    in the asked style and manner and least random-like, judged after the music before it.
-    The prompt comes back exactly as given (to its end).
+    Each window is decoded `candidates` times (default 4; 1 for a single draft) and the classifiers keep
+    the one likeliest in the asked style and manner and least random-like, judged after the music
+    before it. The prompt comes back exactly as given (to its end).
     """
     prompt = _notes(prompt)
     _at_least(seconds, 0.01, "seconds", 3600)
