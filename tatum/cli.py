@@ -331,8 +331,9 @@ def continue_cmd(
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
-    candidates: Annotated[int, typer.Option(metavar="K", help="Best of K drafts per window (K× work; 1 for one). (4)",
-                                            rich_help_panel=ADVANCED, show_default=False)] = 4,
+    candidates: Annotated[int, typer.Option(metavar="K", rich_help_panel=ADVANCED, show_default=False,
+                                            help=f"Best of K drafts per window (K× work; 1 for one). "
+                                                 f"({options.CONTINUE_CANDIDATES})")] = options.CONTINUE_CANDIDATES,
     model: Model = None,
 ):
     import math

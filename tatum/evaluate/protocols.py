@@ -27,6 +27,7 @@ from tatum.errors import TatumError
 from tatum.evaluate import metrics as mt
 from tatum.evaluate.classify import JUDGE, MODELS_DIR, Classifier, Scores
 from tatum.notes import Notes
+from tatum.options import CONTINUE_CANDIDATES
 
 TASKS = ("continuation", "infill", "style-transfer", "harmonize")
 DEFAULT_DATA = {"continuation": "pijama:val", "infill": "pijama:val", "style-transfer": "pianolatron:val",
@@ -67,8 +68,6 @@ class Setup:
         if self.n < 1:
             raise TatumError(f"--n must be 1 or more, not {self.n}")
         if self.candidates is None:
-            from tatum.generate.tasks import CONTINUE_CANDIDATES
-
             self.candidates = CONTINUE_CANDIDATES if self.task == "continuation" else 1
         if int(self.candidates) != self.candidates or self.candidates < 1:
             raise TatumError(f"--candidates must be a whole number, 1 or more, not {self.candidates}")
