@@ -89,22 +89,24 @@ def setup_device(local_rank: int, world: int) -> torch.device:
 
 
 # --------------------------------------------------------------------- warm start
-def warm_start(init: str, overrides: dict) -> tuple[Seq2Seq, Tokenizer]:
+def warm_start(init: str, overrides: dict) -> tuple[Seq2Seq | NoteLM, Tokenizer]:
     """A model of `init`'s shape changed by `overrides`, carrying over every weight that still fits.
 
-    Switching `enc_positions` from absolute to anchored rebuilds the position table: the style rows
-    stay, and anchored row max_enc_len + r takes the absolute row where a target typically opens
-    (position 200) + r. Any other weight that no longer fits is refused.
+    Switching a Seq2Seq's `enc_positions` from absolute to anchored rebuilds the position table: the
+    style rows stay, and anchored row max_enc_len + r takes the absolute row where a target typically
+    opens (position 200) + r. Any other weight that no longer fits is refused.
     """
-    from tatum.model.config import ModelConfig
-
     old, tok = load_model(init)
-    cfg = ModelConfig.from_dict(old.cfg.to_dict() | dict(overrides))
-    model = Seq2Seq(cfg)
+    unknown = set(overrides) - set(old.cfg.to_dict())
+    if unknown:
+        raise TatumError(f"{init} is a {type(old).__name__}, which has no setting {', '.join(sorted(unknown))}")
+    cfg = type(old.cfg).from_dict(old.cfg.to_dict() | dict(overrides))
+    model = build_model(cfg)
     state = old.state_dict()
-    if cfg.enc_positions != old.cfg.enc_positions:
-        if (old.cfg.enc_positions, cfg.enc_positions) != ("absolute", "anchored"):
-            raise TatumError(f"cannot convert enc_positions {old.cfg.enc_positions} → {cfg.enc_positions}")
+    before, after = getattr(old.cfg, "enc_positions", None), getattr(cfg, "enc_positions", None)
+    if before != after:
+        if (before, after) != ("absolute", "anchored"):
+            raise TatumError(f"cannot convert enc_positions {before} → {after}")
         table = state["enc_pos.weight"]
         rows = torch.arange(model.enc_pos.num_embeddings) - cfg.max_enc_len + 200
         state["enc_pos.weight"] = table[rows.clamp(cfg.n_style, table.shape[0] - 1)]
@@ -113,6 +115,9 @@ def warm_start(init: str, overrides: dict) -> tuple[Seq2Seq, Tokenizer]:
     for name, t in state.items():
         if name not in target or target[name].shape != t.shape:
             raise TatumError(f"weight {name} of {init} does not fit the changed model ({dict(overrides)})")
+    missing = set(target) - set(state)
+    if missing:
+        raise TatumError(f"the changed model has weights {init} lacks: {', '.join(sorted(missing)[:3])}")
     model.load_state_dict(state)
     return model, tok
 

@@ -97,6 +97,22 @@ def test_midi_clock_tempo_and_beat_from_clock_messages():
     assert not mc.ready()
 
 
+
+def test_midi_clock_tempo_shrugs_off_late_clocks():
+    # a loaded machine delivers a clock 25 ms late now and then; after one beat the tempo is still right
+    for late in (0, 12, 24):
+        mc = MidiClockTransport()
+        mc.feed([0xFA], 0.0)
+        for k in range(25):                    # one beat at 100 bpm: a clock every 25 ms
+            mc.feed([0xF8], k * 0.025 + (0.025 if k == late else 0.0))
+        assert mc.ready() and mc.tempo() == pytest.approx(100.0, abs=1.0), late
+    # a stall: six clocks held back, then delivered in a burst
+    mc = MidiClockTransport()
+    mc.feed([0xFA], 0.0)
+    for k in range(48):
+        mc.feed([0xF8], max(k * 0.025, 0.4) if 10 <= k < 16 else k * 0.025)
+    assert mc.tempo() == pytest.approx(100.0, abs=1.0)
+
 def test_recording_is_written_on_the_daws_tempo_map(tmp_path):
     class Daw:
         name = "daw"

@@ -126,7 +126,7 @@ class MidiClockTransport:
     """Follows a DAW's MIDI clock: 24 clocks per quarter note, Start / Stop / Continue and Song
     Position. `feed(message, wall)` is called with every message from the clock input port.
 
-    The tempo comes from the median one-beat span over the last two beats (it settles after one);
+    The tempo comes from the clocks of the last two beats, robust to late ones (it settles after one);
     between clocks the beat is extrapolated at that tempo, never further than one clock.
     """
 
@@ -169,11 +169,12 @@ class MidiClockTransport:
             t = self._times
             if len(t) < 3:
                 return self._bpm or 120.0
-            # the median length of one-beat spans: averages the jitter of single clocks, and a stall
-            # (with the burst of clocks that catches up) moves only a few of the spans
+            # the median slope over pairs of clocks at least half a beat apart (Theil–Sen): one late
+            # clock, or a stall and the burst of clocks that catches up, moves only a minority of
+            # the pairs, where a single one-beat span would carry its whole delay
             t = np.asarray(t)
-            span = min(self.PPQ, len(t) - 1)
-            est = 60.0 / (self.PPQ * float(np.median(t[span:] - t[:-span])) / span)
+            i, j = np.triu_indices(len(t), k=min(self.PPQ // 2, len(t) - 1))
+            est = 60.0 / (self.PPQ * float(np.median((t[j] - t[i]) / (j - i))))
             if self._bpm is None or abs(est - self._bpm) > 0.004 * self._bpm:
                 self._bpm = round(est, 1)
             return self._bpm
