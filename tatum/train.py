@@ -345,14 +345,17 @@ class Progress:
     elapsed: float = 0.0
     cpu_s: float = 0.0
     best: float = float("inf")
+    unigram: dict | None = None    # the baseline's validation scores, measured once per run
 
     @classmethod
     def resumed(cls, info: dict | None) -> "Progress":
         if not info:
             return cls()
-        # A state saved under the per-token measure cannot compare its best with per-note scores.
-        best = info.get("best", float("inf")) if info.get("val_unit") == VAL_UNIT else float("inf")
-        return cls(info["step"], info["tokens_seen"], info["elapsed"], info.get("cpu_s", 0.0), best)
+        run = cls(info["step"], info["tokens_seen"], info["elapsed"], info.get("cpu_s", 0.0))
+        # A state saved under the per-token measure cannot compare its scores with per-note ones.
+        if info.get("val_unit") == VAL_UNIT:
+            run.best, run.unigram = info.get("best", float("inf")), info.get("unigram")
+        return run
 
 
 def select_pieces(shards: ShardSet, cfg: TrainConfig) -> tuple[list, list]:
@@ -487,8 +490,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     folder = bar = None
     if rank == 0:
         val = validation_set(shards, ex_cfg, tok, cfg.val_per_corruption, pieces=val_pieces)
-        baseline = (info["unigram"] if info and info.get("val_unit") == VAL_UNIT and info.get("unigram")
-                    else unigram_baseline(train_ds, val))
+        baseline = run.unigram or unigram_baseline(train_ds, val)
         record = {"unit": "event" if isinstance(model, NoteLM) else "target token",
                   "hardware": _hardware(device, world), "batch": cfg.batch_size * cfg.grad_accum * world,
                   "data": {"pieces": len(train_pieces), "hours": round(sum(p.seconds for p in train_pieces) / 3600, 1),
