@@ -182,15 +182,19 @@ class Grammar:
         earliest = torch.ceil((nxt / self.high - BURST_S) * steps_per_s)
         # (the bucket's upper edge is the next bucket's: strictly below it, as tokenizer.density_bucket)
         on = on & (self.onset_steps[None, :] >= earliest[:, None]) & (nxt / window_s < self.high)[:, None]
-        # ...and no later than the low rate needs it (once behind, at twice the low rate)
-        latest = torch.floor((self.count.double() / self.low.clamp(min=1e-9) + BURST_S) * steps_per_s)
-        latest = torch.where(self.low > 0, latest, torch.full_like(latest, float("inf")))   # (no low rate)
-        catch_up = torch.clamp(torch.floor(steps_per_s / (2 * self.low.clamp(min=1e-9))), min=1)
-        latest = torch.maximum(latest, self.last_onset.double() + catch_up)
-        on = on & (self.onset_steps[None, :] <= latest[:, None])
+        on = on & (self.onset_steps[None, :] <= self._latest()[:, None])
         on = on & (self.sounding[:, :tk.N_ONSET] < self.voices[:, None])
         may_end = self.count.double() >= torch.floor(self.low * (window_s - BURST_S))
         return on, may_end
+
+    def _latest(self) -> torch.Tensor:
+        """[B]: the step by which the next note must come, so the window keeps the low rate (once
+        behind, at twice the low rate); infinity where there is no low rate."""
+        steps_per_s = 1000 / tk.GRID_MS
+        latest = torch.floor((self.count.double() / self.low.clamp(min=1e-9) + BURST_S) * steps_per_s)
+        latest = torch.where(self.low > 0, latest, torch.full_like(latest, float("inf")))
+        catch_up = torch.clamp(torch.floor(steps_per_s / (2 * self.low.clamp(min=1e-9))), min=1)
+        return torch.maximum(latest, self.last_onset.double() + catch_up)
 
     def _pace_onsets(self, on: torch.Tensor, end: torch.Tensor,
                      keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,12 +228,13 @@ class Grammar:
     def dur_allowed(self) -> torch.Tensor | None:
         """For rows about to choose a duration: [B, N_DUR], or None when any will do. Under a pace, a
         note is held only as long as the window's mean count of sounding notes stays under the asked
-        polyphony; and while more notes are needed, only while a voice stays free after its onset (a
-        window whose voices are all held to its end could play nothing more). The shortest is always
-        allowed."""
+        polyphony; and, where the pace needs more notes, past the time the next one is due only if a
+        voice is free at some step before then (a window whose voices are all held could play nothing
+        more). Asking a voice to stay free over the note's whole span instead cut the notes of
+        continuations short. The shortest is always allowed."""
         if not self.paced:
             return None
-        s, B, n = self.last_onset, len(self.last_onset), tk.N_DUR
+        s, n = self.last_onset, tk.N_DUR
         steps = (s[:, None] + torch.arange(n)[None, :])                 # the steps a note of d holds
         here = self.sounding.gather(1, steps)                            # [B, N_DUR]: held there now
         # the mean with the note held for d steps: each step adds one to the sum, and a silent one
@@ -237,9 +242,12 @@ class Grammar:
         total = self.sounding.sum(1, keepdim=True).double() + torch.arange(1, n + 1)[None, :]
         sounds = (self.sounding > 0).sum(1, keepdim=True).double() + torch.cumsum(here == 0, dim=1)
         ok = (total / sounds.clamp(min=1) < self.mean_cap[:, None])
-        # the most notes held at any step after the onset, up to each possible end
-        after = torch.cummax(torch.cat([here[:, 1:], here.new_zeros(B, 1)], dim=1), dim=1).values
-        free = torch.cat([torch.ones(B, 1, dtype=torch.bool), after[:, :-1] + 1 < self.voices[:, None]], dim=1)
+        # steps after the onset until the next note is due; the fewest notes held then, this one included
+        due = (self._latest() - s.double()).clamp(min=1, max=n - 1).long()
+        span = torch.arange(1, n, device=here.device)[None, :]
+        least = torch.where(span <= due[:, None], here[:, 1:], torch.full_like(here[:, 1:], MAX_GROUP + 1))
+        ends_first = torch.arange(1, n + 1, device=here.device)[None, :] <= due[:, None]
+        free = ends_first | (least.min(dim=1).values + 1 < self.voices)[:, None]
         ok &= free | ~(self.low > 0)[:, None] | (self.voices >= MAX_GROUP)[:, None]
         ok[:, 0] = True
         return ok
