@@ -1,7 +1,9 @@
-"""Which sampling settings make the best continuations? `tatum evaluate`'s continuation protocol under
-several settings of the continue verb.
+"""Which settings make the best continuations? `tatum evaluate`'s continuation protocol under several
+settings of the continue verb (with `--task style-transfer`, its style-transfer protocol under settings
+of the improvise verb: P(jazz), P(pianist), random-like, SSM correlation with the input).
 
-For each variant (options laid over the verb's defaults: guidance, temperature, top_k, top_p), the same
+For each variant (options laid over the verb's defaults: guidance, temperature, top_k, top_p, density,
+polyphony; null is "any"), the same
 `--n` evenly spaced PiJAMA **val** prompts (20 s) are continued by 15 s with the same seeds, and the
 protocol's means are printed: random-like, P(jazz), P(pianist) (by the classifier and by the
 independent judge), PCTM cosine and pitch-class KL against the real next 15 s, notes per 5 s, key
@@ -9,6 +11,7 @@ kept, median pitch difference to the prompt's end, bass presence, pulse clarity.
 
     python benchmarks/continue_sampling.py [--n 32] [--seed 100] [--model tatum-note] [--candidates 1]
         [--variants '{"g0": {"guidance": 0}, "g2": {"guidance": 2}}'] [--data-root ../shared/data]
+        [--task style-transfer] [--artist NAME]
 
 One JSON object per variant, one per line.
 """
@@ -24,7 +27,8 @@ from valset import DEFAULT_DATA
 DEFAULT_VARIANTS = {"default": {}, "old default (k50 T1)": {"top_k": 50, "temperature": 1.0}, "g2": {"guidance": 2.0},
                     "T1": {"temperature": 1.0}, "p.95": {"top_p": 0.95}}
 KEYS = ["random_like", "p_jazz", "p_artist", "judge_random_like", "judge_p_jazz", "judge_p_artist", "pctm_cosine_improvnet", "pitch_class_kl_improvnet", "notes_per_5s",
-        "key_kept", "median_pitch_diff", "bass_presence", "pulse_clarity"]
+        "key_kept", "median_pitch_diff", "bass_presence", "pulse_clarity", "ssm_correlation"]
+VERBS = {"continuation": "continue", "style-transfer": "improvise"}
 
 
 def main(argv=None) -> list[dict]:
@@ -36,19 +40,21 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--candidates", type=int, default=None, help="drafts per window (default: the verb's)")
     ap.add_argument("--variants", type=json.loads, default=DEFAULT_VARIANTS)
     ap.add_argument("--data-root", default=str(DEFAULT_DATA))
+    ap.add_argument("--task", choices=list(VERBS), default="continuation")
     a = ap.parse_args(argv)
+    verb = VERBS[a.task]
 
     from tatum import options
     from tatum.evaluate.classify import Classifier
     from tatum.evaluate.protocols import Setup, evaluate
 
-    clf, base, rows = Classifier.load(), dict(options.VERB_DEFAULTS["continue"]), []
+    clf, base, rows = Classifier.load(), dict(options.VERB_DEFAULTS.get(verb, {})), []
     real = None
     try:
         for name, changes in a.variants.items():
-            options.VERB_DEFAULTS["continue"] = base | changes
+            options.VERB_DEFAULTS[verb] = base | changes
             t = time.perf_counter()
-            ev = evaluate(Setup("continuation", n=a.n, model=a.model, artist=a.artist, seed=a.seed,
+            ev = evaluate(Setup(a.task, n=a.n, model=a.model, artist=a.artist, seed=a.seed,
                                 candidates=a.candidates, data_root=a.data_root), classifier=clf)
             s = ev.summary()
             row = {"variant": name, **changes, "pieces": len(ev.pieces), "wall_s": round(time.perf_counter() - t)}
@@ -58,8 +64,9 @@ def main(argv=None) -> list[dict]:
             print(json.dumps(row), flush=True)
             rows.append(row)
     finally:
-        options.VERB_DEFAULTS["continue"] = base
-    print(json.dumps({"variant": "the pianist (real next 15 s)", **(real or {})}), flush=True)
+        options.VERB_DEFAULTS[verb] = base
+    who = "the pianist (real next 15 s)" if a.task == "continuation" else "the input"
+    print(json.dumps({"variant": who, **(real or {})}), flush=True)
     return rows
 
 

@@ -272,6 +272,19 @@ def test_the_pace_keeps_the_asked_density_and_polyphony(density, polyphony):
             assert tk.polyphony_bucket(played) <= polyphony
 
 
+
+@pytest.mark.parametrize("detached", [False, True])
+def test_a_note_may_take_the_last_voice_until_the_next_is_due_unless_detached(detached):
+    # 3.2–5.6 notes/s and at most 5 voices: one note held for 2 s, then four at 2 s held to 3.5 s
+    g = Grammar(1, tk.NOTE_END + 40, pace=[Pace.of(3, 3, detached=detached)])
+    g.resume(0, np.array([0, 200, 200, 200, 200]), 200, np.array([200, 150, 150, 150, 150]), np.array([40, 60, 64, 67, 70]))
+    g.advance(torch.tensor([tk.ONSET0 + 210]))   # a fifth voice at 2.1 s; the next is due by (6 / 3.2 + 1) s
+    allowed = torch.nonzero(g.dur_allowed()[0]).squeeze(1) + 1
+    if detached:      # only as long as a voice stays free all along: none does, so the shortest
+        assert allowed.tolist() == [1]
+    else:             # held up to the time the next note is due, where no voice is free before then
+        assert allowed.tolist() == list(range(1, 287 - 210 + 1))
+
 def test_a_resumed_window_counts_its_played_notes_toward_the_pace():
     g = Grammar(1, tk.NOTE_END + 40, pace=[Pace.of(2, None)])     # 1.8–3.2 notes/s: 9 to 15 notes
     g.resume(0, np.arange(0, 140, 10), 140, np.full(14, 5))         # 14 notes in the first 1.4 s

@@ -85,6 +85,7 @@ class Engine:
     chord_size: int = 3
     chord_gap_ms: int = 0    # the chord rule serves melody onsets at least this far apart (0: all),
                              # and holds those chords at least as long (harmonize sets it)
+    detached: bool = False   # the pace's detached touch (tatum.generate.sampling.Pace)
     candidates: int = 1      # with `choose`: decode each window this many times (one batch) and keep
     choose: Callable[[Piece, list[int], list[list[np.ndarray]]], list[int]] | None = None
                              # (piece, targets, candidates per target) → the kept candidate of each
@@ -115,7 +116,7 @@ class Engine:
                 for o, p in zip((line.onset_ms // tk.GRID_MS).tolist(), line.pitch.tolist()):
                     melody[o] = max(p, melody.get(o, 0))
                 melody = thin_onsets(melody, self.chord_gap_ms // tk.GRID_MS)
-            rows.append(Row(enc, melody, pace=Pace.from_tokens(self.tok, style_ids[2], style_ids[3])))
+            rows.append(Row(enc, melody, pace=Pace.from_tokens(self.tok, style_ids[2], style_ids[3], self.detached)))
         return rows, style
 
     def decode(self, rows: list[Row], style: Style, salt: int, per: int = 1) -> list[np.ndarray]:

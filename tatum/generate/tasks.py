@@ -133,6 +133,9 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
         raise TatumError(f"context must be 0 or more windows on each side, not {context}")
     steps = _plan(plan, rate, passes, corruption)
     eng, cond = _engine(model, options, "improvise", conditioning, sampling, context)
+    # a classical piece at its own pace re-played with its notes held as the piece held them sounded
+    # less like jazz to both classifiers than with the detached touch (README, "improvise keeps ...")
+    eng.detached = True
     piece = Piece.from_notes(notes)
     n = len(piece)
     start = min(int(math.ceil(keep_first_s * 1000 / tk.SEGMENT_MS)), max(0, n - 2))
