@@ -248,19 +248,33 @@ class Grammar:
         total = self.sounding.sum(1, keepdim=True).double() + torch.arange(1, n + 1)[None, :]
         sounds = (self.sounding > 0).sum(1, keepdim=True).double() + torch.cumsum(here == 0, dim=1)
         ok = (total / sounds.clamp(min=1) < self.mean_cap[:, None])
-        # steps after the onset until the next note is due; the fewest notes held then, this one included
-        due = (self._latest() - s.double()).clamp(min=1, max=n - 1).long()
+        # the voice rule binds only rows that need more notes and have few voices; and as this runs
+        # for every note drawn, only the rules some row uses are computed (an engine's rows share one)
+        binds = (self.low > 0) & (self.voices < MAX_GROUP)
+        if binds.any():
+            detached = bool(self.detached.all())
+            free = self._free_over_span(here) if detached else self._free_until_due(here)
+            if not detached and self.detached.any():
+                free = torch.where(self.detached[:, None], self._free_over_span(here), free)
+            ok &= free | ~binds[:, None]
+        ok[:, 0] = True
+        return ok
+
+    def _free_until_due(self, here: torch.Tensor) -> torch.Tensor:
+        """[B, N_DUR]: durations that end before the next note is due, or all of them where a voice
+        is free at some step before then with this note held (`here`: notes held at each step)."""
+        n = here.shape[1]
+        due = (self._latest() - self.last_onset.double()).clamp(min=1, max=n - 1).long()
         span = torch.arange(1, n, device=here.device)[None, :]
         least = torch.where(span <= due[:, None], here[:, 1:], torch.full_like(here[:, 1:], MAX_GROUP + 1))
         ends_first = torch.arange(1, n + 1, device=here.device)[None, :] <= due[:, None]
-        free = ends_first | (least.min(dim=1).values + 1 < self.voices)[:, None]
-        # detached: the most notes held at any step after the onset, up to each possible end
-        most = torch.cummax(torch.cat([here[:, 1:], here.new_zeros(len(s), 1)], dim=1), dim=1).values
-        span_free = torch.cat([torch.ones(len(s), 1, dtype=torch.bool), most[:, :-1] + 1 < self.voices[:, None]], dim=1)
-        free = torch.where(self.detached[:, None], span_free, free)
-        ok &= free | ~(self.low > 0)[:, None] | (self.voices >= MAX_GROUP)[:, None]
-        ok[:, 0] = True
-        return ok
+        return ends_first | (least.min(dim=1).values + 1 < self.voices)[:, None]
+
+    def _free_over_span(self, here: torch.Tensor) -> torch.Tensor:
+        """[B, N_DUR]: durations over whose whole span a voice stays free with this note held."""
+        most = torch.cummax(torch.cat([here[:, 1:], here.new_zeros(len(here), 1)], dim=1), dim=1).values
+        first = torch.ones(len(here), 1, dtype=torch.bool, device=here.device)
+        return torch.cat([first, most[:, :-1] + 1 < self.voices[:, None]], dim=1)
 
     def pv_allowed(self) -> torch.Tensor | None:
         """[B, N_PV]: the pitch-velocity classes whose key is not yet struck at this onset (all of
