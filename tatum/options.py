@@ -254,6 +254,9 @@ VERB_DEFAULTS: dict[str, dict[str, Any]] = {
     # a melody has no texture of its own to keep; left to itself the model stacks 14 notes on average
     # (up to 41) under a 1.6 notes/s tune, where jazz pianists sound about 4 (PiJAMA val: median 4.0)
     "harmonize": {"polyphony": 3},
+    # the texture of the music given around the gap: left to choose, the model filled PiJAMA val gaps
+    # with 73 notes per 5 s where the pianists played 55, and drifted up (README, "infill keeps ...")
+    "infill": {"density": "source", "polyphony": "source"},
 }
 
 

@@ -783,6 +783,23 @@ def test_infill_changes_only_the_range(pair, piece40):
     assert new.onset_ms.min() >= 12_000 and new.onset_ms.max() < 18_000
 
 
+def test_infill_keeps_the_texture_of_the_music_around_the_gap_when_asked_for_source(pair, piece40, monkeypatch):
+    """The gap is empty, so "source" is the buckets of the given window just before it (once, the
+    gap's own empty windows: density bucket 0)."""
+    seen = []
+    real = engine_mod.decode_rows
+
+    def spy(model, rows, sampling, *args, **kwargs):
+        seen.extend(r.pace for r in rows)
+        return real(model, rows, sampling, *args, **kwargs)
+
+    monkeypatch.setattr(engine_mod, "decode_rows", spy)
+    tasks.infill(piece40, 15, 25, seed=2, density="source", polyphony="source", model=pair)
+    before = Piece.from_notes(piece40, 0).window_notes(2)
+    want = Pace.of(tk.density_bucket(len(before)), tk.polyphony_bucket(before))
+    assert len(before) and seen and all(p == want for p in seen)
+
+
 @pytest.mark.parametrize("start,end", [(500, 600), (41, 45), (18, 12), (15, 15), (-5, 3)])
 def test_infill_refuses_empty_or_outside_ranges(pair, piece40, start, end):
     with pytest.raises(TatumError, match="infill range"):

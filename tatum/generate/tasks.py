@@ -266,10 +266,7 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, *, promp
     # "source" here means the prompt: the new windows are empty, so take the buckets of its last
     # window that has notes (none: let the model choose).
     last = next((w for w in map(piece.window_notes, range(first_new - 1, -1, -1)) if len(w)), None)
-    if cond.density == "source":
-        cond = cond.replace(density=None if last is None else tk.density_bucket(len(last)))
-    if cond.polyphony == "source":
-        cond = cond.replace(polyphony=None if last is None else tk.polyphony_bucket(last))
+    cond = _source_buckets(cond, last)
     _rerank(eng, candidates, reranker, cond)
     s = _seed(eng.sampling.seed)
     for k, i in enumerate(range(first_new, first_new + n_new)):
@@ -277,6 +274,16 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, *, promp
         if on_pass is not None:
             on_pass(k, 1)
     return restore(original, piece.notes(), piece.origin_ms).slice(-10**9, end + seconds * 1000, clip=True)
+
+
+def _source_buckets(cond: Conditioning, given: Notes | None) -> Conditioning:
+    """`cond` with a "source" density or polyphony read from `given` (None: let the model choose), for
+    the verbs whose windows start empty."""
+    if cond.density == "source":
+        cond = cond.replace(density=None if given is None else tk.density_bucket(len(given)))
+    if cond.polyphony == "source":
+        cond = cond.replace(polyphony=None if given is None else tk.polyphony_bucket(given))
+    return cond
 
 
 def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, *, context: int = 5,
@@ -308,6 +315,10 @@ def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, *, co
     while len(piece.windows) < g1:
         piece.windows.append(np.zeros(0, dtype=np.int64))
     eng, cond = _engine(model, options, "infill", conditioning, sampling, (context, context))
+    # "source" here means the music given around the gap (the gap itself is empty): the buckets of the
+    # nearest window before it that has notes, else the nearest after it.
+    near = [w for w in map(piece.window_notes, [*range(g0 - 1, -1, -1), *range(g1, len(piece.windows))]) if len(w)]
+    cond = _source_buckets(cond, near[0] if near else None)
     _rerank(eng, candidates, reranker, cond)
     s = _seed(eng.sampling.seed)
     for k, i in enumerate(range(g0, g1)):
