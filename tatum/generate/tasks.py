@@ -317,8 +317,8 @@ def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, *, co
     eng, cond = _engine(model, options, "infill", conditioning, sampling, (context, context))
     # "source" here means the music given around the gap (the gap itself is empty): the buckets of the
     # nearest window before it that has notes, else the nearest after it.
-    near = [w for w in map(piece.window_notes, [*range(g0 - 1, -1, -1), *range(g1, len(piece.windows))]) if len(w)]
-    cond = _source_buckets(cond, near[0] if near else None)
+    order = [*range(g0 - 1, -1, -1), *range(g1, len(piece.windows))]
+    cond = _source_buckets(cond, next((w for w in map(piece.window_notes, order) if len(w)), None))
     _rerank(eng, candidates, reranker, cond)
     s = _seed(eng.sampling.seed)
     for k, i in enumerate(range(g0, g1)):
