@@ -226,6 +226,15 @@ Force = Annotated[bool, typer.Option("--force", help="Replace existing output fi
 Seconds = Annotated[Optional[float], typer.Option(metavar="S", help="Use only the first S seconds.")]
 Candidates = Annotated[int, typer.Option(metavar="K", help="Best of K drafts per window (K× work).",
                                          rich_help_panel=ADVANCED, show_default=False)]
+
+
+def reranked(verb: str):
+    """--candidates for a verb that keeps the best of several drafts by default (options.CANDIDATES)."""
+    return Annotated[int, typer.Option(metavar="K", rich_help_panel=ADVANCED, show_default=False,
+                                       help=f"Best of K drafts per window (K× work; 1 for one). "
+                                            f"({options.CANDIDATES[verb]})")]
+
+
 Artist = Annotated[Optional[str], typer.Option(metavar="NAME", help=options.SPECS["artist"].help)]
 Plugin = Annotated[list[Path], typer.Option("--plugin", metavar="FILE.py", rich_help_panel=ADVANCED,
                                             help="Python file registering corruptions.", show_default=False)]
@@ -331,9 +340,7 @@ def continue_cmd(
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
-    candidates: Annotated[int, typer.Option(metavar="K", rich_help_panel=ADVANCED, show_default=False,
-                                            help=f"Best of K drafts per window (K× work; 1 for one). "
-                                                 f"({options.CONTINUE_CANDIDATES})")] = options.CONTINUE_CANDIDATES,
+    candidates: reranked("continue") = options.CANDIDATES["continue"],
     model: Model = None,
 ):
     import math
@@ -370,7 +377,7 @@ def infill_cmd(
     wav: Wav = None,
     force: Force = False,
     context: int = opt(5, "Windows of context each side.", metavar="N", advanced=True),
-    candidates: Candidates = 1,
+    candidates: reranked("infill") = options.CANDIDATES["infill"],
     model: Model = None,
 ):
     import math

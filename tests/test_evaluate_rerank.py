@@ -130,16 +130,21 @@ def test_candidates_are_decoded_together_and_the_chosen_one_is_kept(any_pair, mo
 def test_one_candidate_decodes_as_before_and_never_asks_the_chooser(pair):
     p = grid_piece(30, seed=2)
     chooser = Recorder()
-    plain = tasks.infill(p, 10, 20, seed=3, model=pair)        # one draft unless asked for more
+    plain = tasks.infill(p, 10, 20, seed=3, model=pair, candidates=1)
     one = tasks.infill(p, 10, 20, seed=3, model=pair, candidates=1, reranker=chooser)
     assert not chooser.calls
     assert np.array_equal(plain.onset_ms, one.onset_ms) and np.array_equal(plain.pitch, one.pitch)
 
 
-def test_continue_keeps_the_best_of_four_drafts_by_default(pair):
+@pytest.mark.parametrize("verb", ["continue", "infill"])
+def test_continue_and_infill_keep_the_best_of_four_drafts_by_default(pair, verb):
     chooser = Recorder()
-    tasks.continue_(grid_piece(30, seed=2), 10, prompt_seconds=20, seed=3, model=pair, reranker=chooser)
-    assert chooser.calls and all(len(cs) == tasks.CONTINUE_CANDIDATES == 4 for _, cands in chooser.calls
+    p = grid_piece(30, seed=2)
+    if verb == "continue":
+        tasks.continue_(p, 10, prompt_seconds=20, seed=3, model=pair, reranker=chooser)
+    else:
+        tasks.infill(p, 10, 20, seed=3, model=pair, reranker=chooser)
+    assert chooser.calls and all(len(cs) == tasks.CANDIDATES[verb] == 4 for _, cands in chooser.calls
                                  for cs in cands)
 
 

@@ -27,7 +27,7 @@ from tatum.errors import TatumError
 from tatum.evaluate import metrics as mt
 from tatum.evaluate.classify import JUDGE, MODELS_DIR, Classifier, Scores
 from tatum.notes import Notes
-from tatum.options import CONTINUE_CANDIDATES
+from tatum.options import CANDIDATES
 
 TASKS = ("continuation", "infill", "style-transfer", "harmonize")
 DEFAULT_DATA = {"continuation": "pijama:val", "infill": "pijama:val", "style-transfer": "pianolatron:val",
@@ -37,6 +37,7 @@ PROMPT_S, CONTINUE_S = 20.0, 15.0
 INFILL_S = (20.0, 40.0, 60.0)            # generated from 20 to 40 s of a 60 s excerpt
 STYLE_S, HARMONIZE_S = 60.0, 30.0         # default excerpt lengths
 RERANKED = ("continuation", "infill", "style-transfer")
+VERB_OF = {"continuation": "continue", "style-transfer": "improvise"}   # the verb each task runs
 
 
 def default_data_root() -> Path:
@@ -68,7 +69,7 @@ class Setup:
         if self.n < 1:
             raise TatumError(f"--n must be 1 or more, not {self.n}")
         if self.candidates is None:
-            self.candidates = CONTINUE_CANDIDATES if self.task == "continuation" else 1
+            self.candidates = CANDIDATES.get(VERB_OF.get(self.task, self.task), 1)
         if int(self.candidates) != self.candidates or self.candidates < 1:
             raise TatumError(f"--candidates must be a whole number, 1 or more, not {self.candidates}")
         if self.candidates > 1 and self.task not in RERANKED:

@@ -17,7 +17,7 @@ from tatum.generate.engine import Engine, Pass, Piece, parse_plan, run_plan
 from tatum.generate.splice import restore
 from tatum.generate.structure import preserved_segments
 from tatum.notes import Notes
-from tatum.options import CONTINUE_CANDIDATES, Conditioning, Sampling, resolve
+from tatum.options import CANDIDATES, Conditioning, Sampling, resolve
 
 StyleArg = str | dict[str, float] | None
 _MODELS: dict[str, tuple] = {}
@@ -226,7 +226,7 @@ def harmonize(melody: Notes | str | os.PathLike, *, passes: int = 5, context: tu
 
 def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, *, prompt_seconds: float | None = None,
               context: int = 5, conditioning: Conditioning | None = None, sampling: Sampling | None = None,
-              model=None, candidates: int = CONTINUE_CANDIDATES, reranker=None, on_pass: Callable[[int, int], None] | None = None,
+              model=None, candidates: int = CANDIDATES["continue"], reranker=None, on_pass: Callable[[int, int], None] | None = None,
               **options) -> Notes:
     """The prompt followed by `seconds` of new music, one 5 s window at a time.
 
@@ -288,13 +288,14 @@ def _source_buckets(cond: Conditioning, given: Notes | None) -> Conditioning:
 
 def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, *, context: int = 5,
            conditioning: Conditioning | None = None, sampling: Sampling | None = None, model=None,
-           candidates: int = 1, reranker=None, on_pass: Callable[[int, int], None] | None = None,
+           candidates: int = CANDIDATES["infill"], reranker=None, on_pass: Callable[[int, int], None] | None = None,
            **options) -> Notes:
     """Replace the music between `start_s` and `end_s` with new music that joins both sides.
 
-    With `candidates` K > 1 each window is decoded K times and the classifiers keep the one likeliest
-    in the asked style and manner and least random-like, judged between its neighbours. The options
-    are as for `improvise`; the music outside the range comes back exactly as given."""
+    Each window is decoded `candidates` times (default 4; 1 for a single draft) and the classifiers keep
+    the one likeliest in the asked style and manner and least random-like, judged between its
+    neighbours. The options are as for `improvise`; the music outside the range comes back exactly as
+    given."""
     notes = _notes(notes)
     _check_length(notes)
     _at_least(context, 0, "context")
