@@ -24,11 +24,12 @@ import time
 
 from valset import DEFAULT_DATA
 
+from tatum.evaluate.protocols import VERB_OF
+
 DEFAULT_VARIANTS = {"default": {}, "old default (k50 T1)": {"top_k": 50, "temperature": 1.0}, "g2": {"guidance": 2.0},
                     "T1": {"temperature": 1.0}, "p.95": {"top_p": 0.95}}
 KEYS = ["random_like", "p_jazz", "p_artist", "judge_random_like", "judge_p_jazz", "judge_p_artist", "pctm_cosine_improvnet", "pitch_class_kl_improvnet", "notes_per_5s",
         "key_kept", "median_pitch_diff", "bass_presence", "pulse_clarity", "ssm_correlation"]
-VERBS = {"continuation": "continue", "style-transfer": "improvise"}
 
 
 def main(argv=None) -> list[dict]:
@@ -40,9 +41,9 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--candidates", type=int, default=None, help="drafts per window (default: the verb's)")
     ap.add_argument("--variants", type=json.loads, default=DEFAULT_VARIANTS)
     ap.add_argument("--data-root", default=str(DEFAULT_DATA))
-    ap.add_argument("--task", choices=list(VERBS), default="continuation")
+    ap.add_argument("--task", choices=list(VERB_OF), default="continuation")
     a = ap.parse_args(argv)
-    verb = VERBS[a.task]
+    verb = VERB_OF[a.task]
 
     from tatum import options
     from tatum.evaluate.classify import Classifier

@@ -224,15 +224,13 @@ Png = Annotated[Optional[Path], typer.Option(metavar="OUT.png", help="Also a pia
 Wav = Annotated[Optional[Path], typer.Option(metavar="OUT.wav", help="Also the sound (FluidSynth, 48 kHz).")]
 Force = Annotated[bool, typer.Option("--force", help="Replace existing output files.", metavar="")]
 Seconds = Annotated[Optional[float], typer.Option(metavar="S", help="Use only the first S seconds.")]
-Candidates = Annotated[int, typer.Option(metavar="K", help="Best of K drafts per window (K× work).",
-                                         rich_help_panel=ADVANCED, show_default=False)]
 
 
-def reranked(verb: str):
-    """--candidates for a verb that keeps the best of several drafts by default (options.CANDIDATES)."""
+def candidates_option(verb: str):
+    """--candidates for a verb, its default (options.CANDIDATES; one draft where not named) in the help."""
     return Annotated[int, typer.Option(metavar="K", rich_help_panel=ADVANCED, show_default=False,
                                        help=f"Best of K drafts per window (K× work; 1 for one). "
-                                            f"({options.CANDIDATES[verb]})")]
+                                            f"({options.CANDIDATES.get(verb, 1)})")]
 
 
 Artist = Annotated[Optional[str], typer.Option(metavar="NAME", help=options.SPECS["artist"].help)]
@@ -268,7 +266,7 @@ def improvise_cmd(
     passes: Optional[int] = opt(None, "Number of passes.", metavar="N", advanced=True),
     rate: Optional[float] = opt(None, "Share of windows per pass.", metavar="F", advanced=True),
     plugin: Plugin = [],
-    candidates: Candidates = 1,
+    candidates: candidates_option("improvise") = options.CANDIDATES.get("improvise", 1),
     model: Model = None,
 ):
     from tatum.generate.tasks import _plan, improvise
@@ -340,7 +338,7 @@ def continue_cmd(
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
-    candidates: reranked("continue") = options.CANDIDATES["continue"],
+    candidates: candidates_option("continue") = options.CANDIDATES["continue"],
     model: Model = None,
 ):
     import math
@@ -377,7 +375,7 @@ def infill_cmd(
     wav: Wav = None,
     force: Force = False,
     context: int = opt(5, "Windows of context each side.", metavar="N", advanced=True),
-    candidates: reranked("infill") = options.CANDIDATES["infill"],
+    candidates: candidates_option("infill") = options.CANDIDATES["infill"],
     model: Model = None,
 ):
     import math
