@@ -1,4 +1,5 @@
-"""The one exception type the CLI turns into `tatum: error: ...` and exit code 2."""
+"""The one exception type the CLI turns into `tatum: error: ...` and exit code 2, and the one a
+real-time caller uses to cut a draw short."""
 
 from __future__ import annotations
 
@@ -16,3 +17,8 @@ class TatumError(Exception):
 
 class MidiError(TatumError):
     """A MIDI file that cannot be read as a piano performance."""
+
+
+class Interrupted(Exception):
+    """Decoding was told to stop (`decode_events(stop=…)`): a real-time caller has a newer request.
+    Here rather than beside the decoder so that a jam can catch it without importing torch."""

@@ -99,11 +99,11 @@ def test_midi_clock_tempo_and_beat_from_clock_messages():
 
 
 def test_midi_clock_tempo_shrugs_off_late_clocks():
-    # a loaded machine delivers a clock 25 ms late now and then; after one beat the tempo is still right
+    # a loaded machine delivers a clock 25 ms late now and then; the tempo is still right
     for late in (0, 12, 24):
         mc = MidiClockTransport()
         mc.feed([0xFA], 0.0)
-        for k in range(25):                    # one beat at 100 bpm: a clock every 25 ms
+        for k in range(48):                    # two beats at 100 bpm: a clock every 25 ms
             mc.feed([0xF8], k * 0.025 + (0.025 if k == late else 0.0))
         assert mc.ready() and mc.tempo() == pytest.approx(100.0, abs=1.0), late
     # a stall: six clocks held back, then delivered in a burst
@@ -112,6 +112,29 @@ def test_midi_clock_tempo_shrugs_off_late_clocks():
     for k in range(48):
         mc.feed([0xF8], max(k * 0.025, 0.4) if 10 <= k < 16 else k * 0.025)
     assert mc.tempo() == pytest.approx(100.0, abs=1.0)
+
+def test_midi_clock_counts_a_lost_clock_but_not_a_stall_or_a_slower_tempo():
+    def fed(walls):
+        mc = MidiClockTransport()
+        mc.feed([0xFA], 0.0)
+        for w in walls:
+            mc.feed([0xF8], w)
+        return mc
+
+    clocks = [k * 0.025 for k in range(96)]          # four beats at 100 bpm
+    # JACK dropped clock 60: the jam still knows where the DAW is once the next five clocks came
+    mc = fed(clocks[:60] + clocks[61:])
+    assert mc.clocks == 95 and mc.tempo() == pytest.approx(100.0)
+    assert mc._last == (pytest.approx(clocks[-1]), pytest.approx(95 / 24))
+    mc = fed(clocks[:60] + clocks[62:])              # two lost in a row
+    assert mc.clocks == 95
+    # clocks 60–65 held back 60 ms and then delivered in a burst: nothing was lost
+    mc = fed([max(w, clocks[60] + 0.06) if 60 <= k < 66 else w for k, w in enumerate(clocks)])
+    assert mc.clocks == 95
+    # the DAW drops to 60 bpm at clock 60: later clocks, but none missing
+    slower = clocks[:60] + [clocks[59] + (k - 59) * 0.0417 for k in range(60, 96)]
+    assert fed(slower).clocks == 95
+
 
 def test_recording_is_written_on_the_daws_tempo_map(tmp_path):
     class Daw:

@@ -3,6 +3,8 @@ with a DAW over MIDI clock and Ableton Link. Each test starts what it needs or i
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,7 +18,7 @@ from tatum.notes import Notes  # noqa: E402
 from tatum.realtime.controls import Controls  # noqa: E402
 from tatum.realtime.jam import Jam, JamOptions  # noqa: E402
 from tatum.realtime.mock import MockStream, velocity  # noqa: E402
-from tatum.realtime.ports import quiet_stderr, start_jack  # noqa: E402
+from tatum.realtime.ports import open_input, quiet_stderr, start_jack  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +34,13 @@ def jack():
 
 
 class Receiver:
-    """A DAW's MIDI input: connects to a port and stamps every message on arrival."""
+    """A DAW's MIDI input: connects to a port and stamps every message with `stamp(arrival)`, the
+    perf_counter time rtmidi saw it come in (in its MIDI thread, as tatum's own inputs do)."""
 
-    def __init__(self, port: str, stamp=time.perf_counter):
-        with quiet_stderr():
-            self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "daw-in")
-        ports = self.inp.get_ports()
-        self.inp.open_port([i for i, p in enumerate(ports) if p == port][0])
+    def __init__(self, port: str, stamp=lambda wall: wall):
         self.got: list[tuple[list[int], object]] = []
-        self.inp.set_callback(lambda ev, data=None: self.got.append((ev[0], stamp())))
+        self.inp = open_input(rtmidi.API_UNIX_JACK, lambda m, wall: self.got.append((m, stamp(wall))), port,
+                              "in", "daw-in")
 
     def note_ons(self) -> list[tuple[list[int], float]]:
         return [(m, t) for m, t in self.got if m[0] & 0xF0 == 0x90 and m[2] > 0]
@@ -99,30 +99,36 @@ def test_notes_go_out_on_time_as_midi_bytes_and_the_players_notes_come_in(jack, 
     assert list(rec.pitch[:4]) == [60, 61, 62, 63] and list(rec.onset_ms[:4]) == [0, 250, 500, 750]
 
 
+# A DAW at 100 bpm in a process of its own, as a real one is (a thread here would share the jam's GIL):
+# Start, then 24 clocks per beat on its own schedule; it prints when it sent Start.
+DAW_CLOCK = r"""
+import sys, time, rtmidi
+out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "daw-clock")
+out.open_port([i for i, p in enumerate(out.get_ports()) if p == sys.argv[1]][0])
+time.sleep(0.5)
+out.send_message([0xFA])
+t0 = time.perf_counter()
+print(t0, flush=True)
+k = 0
+while True:
+    due = t0 + k * 0.025
+    time.sleep(max(0.0, due - time.perf_counter() - 0.001))
+    while time.perf_counter() < due:
+        pass
+    out.send_message([0xF8])
+    k += 1
+"""
+
+
 def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
     jam = Jam(MockStream(step_ms=250), Controls(),
               JamOptions(chunk_s=0.5, buffer_s=1.0, sync="midi-clock", quantize_beats=0.25, midi_api="jack",
                          client="tatum-t2"))
-    rx, clock = Receiver("tatum-t2:out"), Sender("tatum-t2-clock:clock")
-    ticks: list[float] = []
-    stop = threading.Event()
-
-    def daw():                       # a DAW at 100 bpm: Start, then 24 clocks per beat
-        clock.out.send_message([0xFA])
-        t0 = time.perf_counter()
-        ticks.append(t0)
-        k = 0
-        while not stop.is_set():
-            due = t0 + k * 0.025
-            while time.perf_counter() < due:
-                time.sleep(0.0005)
-            clock.out.send_message([0xF8])
-            k += 1
-
-    thread = threading.Thread(target=daw, daemon=True)
+    rx = Receiver("tatum-t2:out")
+    daw = subprocess.Popen([sys.executable, "-c", DAW_CLOCK, "tatum-t2-clock:clock"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
     try:
-        time.sleep(0.3)
-        thread.start()
+        t0 = float(daw.stdout.readline())           # perf_counter is the system's monotonic clock
         jam.wait_for_transport(timeout_s=5)
         assert jam.clock.bpm() == pytest.approx(100, abs=2)
         wall0 = jam.start()
@@ -131,17 +137,17 @@ def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
         stopped = jam.stop()
         jam.save(tmp_path / "jam.mid", stopped)
     finally:
-        stop.set()
-        thread.join(2)
+        daw.terminate()
+        daw.wait(5)
         jam.close()
         rx.close()
-        clock.close()
     ons = rx.note_ons()
     assert len(ons) >= 6
     # where each note arrived on the DAW's timeline (clock k is due at t0 + k · 25 ms), in sixteenths
-    sixteenths = [(t - ticks[0]) / 0.15 for _, t in ons]
+    sixteenths = [(t - t0) / 0.15 for _, t in ons]
     off_grid_ms = np.abs(np.array(sixteenths) - np.round(sixteenths)) * 150
-    assert np.percentile(off_grid_ms, 90) < 8, off_grid_ms
+    # (a loaded machine may hold one note back, or JACK lose a clock, which is counted five clocks on)
+    assert np.median(off_grid_ms) < 6 and np.mean(off_grid_ms < 10) >= 0.75, off_grid_ms
     first_beat = np.round(sixteenths[0]) / 4
     assert first_beat == jam.clock.beat0
     # the recording's notes sit on sixteenths of its 100 bpm tempo map
@@ -161,9 +167,9 @@ def test_link_tempo_and_phase_follow_the_session(jack, tmp_path):
     jam = Jam(MockStream(step_ms=300), Controls(),
               JamOptions(chunk_s=0.5, buffer_s=1.0, sync="link", quantize_beats=0.25, midi_api="jack",
                          client="tatum-t3"))
-    def daw_sixteenth() -> float:        # where the DAW's timeline is as a message arrives
+    def daw_sixteenth(arrival: float) -> float:        # where the DAW's timeline was as a message arrived
         wall, beat, bpm = daw.read()
-        return (beat + (time.perf_counter() - wall) * bpm / 60) * 4
+        return (beat + (arrival - wall) * bpm / 60) * 4
 
     rx = Receiver("tatum-t3:out", stamp=daw_sixteenth)
     try:

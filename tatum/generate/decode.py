@@ -11,6 +11,7 @@ import torch
 
 from tatum import layout as lay
 from tatum import tokenizer as tk
+from tatum.errors import Interrupted
 from tatum.generate.sampling import Grammar, Pace, Sampling, pick, pick_part
 from tatum.model.notelm import Cache, NoteLM
 from tatum.model.transformer import Seq2Seq
@@ -169,10 +170,6 @@ def _full(part: torch.Tensor, lo: int, vocab: int, end: torch.Tensor | None = No
     if end is not None:
         full[:, tk.EOS] = end
     return full
-
-
-class Interrupted(Exception):
-    """Decoding was told to stop (`decode_events(stop=…)`): a real-time caller has a newer request."""
 
 
 class _Kept:

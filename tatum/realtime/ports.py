@@ -128,8 +128,8 @@ def open_output(api: int, port: str | None = None, name: str = "out", client: st
 
 def open_input(api: int, callback: Callable[[list[int], float], None], port: str | None = None,
                name: str = "in", client: str = "tatum", clock: bool = False):
-    """A MidiIn calling `callback(message, perf_counter_at_arrival)` for every message (MIDI clock
-    and transport messages too when `clock`)."""
+    """A port calling `callback(message, perf_counter_at_arrival)` for every message (MIDI clock
+    and transport messages too when `clock`), from a thread of its own; `delete()` closes it."""
     rtmidi = _rtmidi()
     try:
         with quiet_stderr():
@@ -148,9 +148,40 @@ def open_input(api: int, callback: Callable[[list[int], float], None], port: str
         inp.delete()
         raise TatumError(f"cannot open MIDI input: {e}") from None
     inp.ignore_types(sysex=True, timing=not clock, active_sense=True)
-    stamp = _Stamper()
-    inp.set_callback(lambda event, _data=None: callback(event[0], stamp(event[1])))
-    return inp
+    return InputPort(inp, callback)
+
+
+class InputPort:
+    """Reads a MidiIn's queue from a thread of its own. rtmidi calls a Python callback from the MIDI
+    system's thread, which under JACK is the server's process cycle: while the callback waits for the
+    GIL (the model drawing notes holds it) the whole JACK graph stalls, the DAW's audio included, and
+    MIDI of the cycles missed is lost (a lost clock put the jam a clock behind the DAW). Polling the
+    queue, which rtmidi fills without the GIL, keeps Python out of that thread."""
+
+    POLL_S = 0.002
+
+    def __init__(self, inp, callback: Callable[[list[int], float], None]):
+        self.inp, self.callback, self._stamp = inp, callback, _Stamper()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="tatum-midi-in", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            got = self.inp.get_message()
+            if got is None:
+                time.sleep(self.POLL_S)
+                continue
+            message, delta = got
+            try:
+                self.callback(message, self._stamp(delta))
+            except Exception:           # one bad message must not end the port
+                pass
+
+    def delete(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.inp.delete()
 
 
 class _Stamper:

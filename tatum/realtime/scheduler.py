@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from tatum.errors import TatumError
+from tatum.errors import Interrupted, TatumError
 from tatum.notes import Notes
 from tatum.realtime.controls import Controls
 from tatum.realtime.live import LiveInput
@@ -340,8 +340,6 @@ class Scheduler:
         self._ramp = None
 
     def _generate(self, now: float) -> None:
-        from tatum.generate.stream import Interrupted
-
         # While the chunks ramp up after a prepared cut they get the player's notes prepare saw, not
         # newer ones (the first usual-length chunk gives those): a newer note falls before the cut, so
         # the call would feed it and every note after it again, and one in the window before redraws

@@ -126,8 +126,14 @@ class MidiClockTransport:
     """Follows a DAW's MIDI clock: 24 clocks per quarter note, Start / Stop / Continue and Song
     Position. `feed(message, wall)` is called with every message from the clock input port.
 
-    The tempo comes from the clocks of the last two beats, robust to late ones (it settles after one);
-    between clocks the beat is extrapolated at that tempo, never further than one clock.
+    The tempo comes from the clocks of the last two beats, robust to late ones; between clocks the
+    beat is extrapolated at that tempo, never further than one clock.
+
+    A clock can be lost on the way (JACK drops the MIDI of a cycle it misses on a loaded machine), and
+    counting alone would then leave the jam a clock behind the DAW for good. A gap of two to four
+    clock periods after which the clocks keep arriving that much late is counted as the clocks
+    that went missing; a gap followed by a burst (a late sender catching up) or by clocks falling
+    ever later (a slower tempo) is not.
     """
 
     name = "midi-clock"
@@ -141,6 +147,7 @@ class MidiClockTransport:
         self.clocks = 0           # clocks since the song position origin
         self._last = (0.0, 0.0)   # (wall, beat) of the last clock
         self._bpm: float | None = None
+        self._gap: tuple[float, float, list[float]] | None = None   # (wall before, period, clocks late)
 
     def feed(self, message: list[int] | bytes, wall: float | None = None) -> None:
         wall = time.perf_counter() if wall is None else wall
@@ -149,18 +156,43 @@ class MidiClockTransport:
         status = message[0]
         with self._lock:
             if status == 0xFA:                  # Start: the next clock is beat 0
-                self.running, self.clocks, self._times = True, -1, []
+                self.running, self.clocks, self._times, self._gap = True, -1, [], None
             elif status == 0xFB:                # Continue from the song position
-                self.running, self._times = True, []
+                self.running, self._times, self._gap = True, [], None
                 self.clocks -= 1
             elif status == 0xFC:
                 self.running = False
             elif status == 0xF2 and len(message) >= 3:   # Song Position: sixteenths since the start
-                self.clocks = (message[1] | (message[2] << 7)) * 6
+                self.clocks, self._gap = (message[1] | (message[2] << 7)) * 6, None
             elif status == 0xF8 and self.running:
                 self.clocks += 1
                 self._times = (self._times + [wall])[-(self.window + 1):]
+                self._recount_lost()
                 self._last = (wall, self.clocks / self.PPQ)
+
+    def _recount_lost(self) -> None:
+        """Counts the clocks lost in a gap once the five clocks from it on say so: each arrives that
+        many periods late, neither catching up (a stall) nor falling further behind (a slower tempo)."""
+        t = self._times
+        if self._gap is None:
+            if len(t) >= 6:                     # (the median spacing of the last beat: a gap or a burst
+                period = float(np.median(np.diff(t[-self.PPQ - 1:-1])))   # is one of many)
+                gap = (t[-1] - t[-2]) / period
+                if 1.5 < gap < 4.5:
+                    self._gap = (t[-2], period, [gap - 1])
+            return
+        before, period, late = self._gap
+        late.append((t[-1] - before) / period - (len(late) + 1))    # clocks late, from the gap on
+        if len(late) < 5:
+            return
+        missing = round(float(np.median(late)))
+        drift = float(np.median(late[3:]) - np.median(late[1:3]))      # (medians: one clock may be late)
+        if missing >= 1 and abs(drift) < 0.6:
+            self.clocks += missing
+            k = len(t) - 6                     # the clock before the gap; the lost ones lay after it
+            t[k + 1:k + 1] = [before + period * (i + 1) for i in range(missing)]
+            self._times = t[-(self.window + 1):]
+        self._gap = None
 
     def tempo(self) -> float:
         """The clock's tempo, to 0.1 bpm; it changes only when the estimate moves by more than 0.4 %,
@@ -190,7 +222,8 @@ class MidiClockTransport:
 
     def ready(self) -> bool:
         with self._lock:
-            return self.running and len(self._times) > self.window // 2
+            # two beats: over one, a DAW's first few clocks held back would still sway the tempo
+            return self.running and len(self._times) >= self.window and self._gap is None
 
     def close(self) -> None:
         pass
