@@ -128,6 +128,11 @@ def test_midi_clock_counts_a_lost_clock_but_not_a_stall_or_a_slower_tempo():
     assert mc._last == (pytest.approx(clocks[-1]), pytest.approx(95 / 24))
     mc = fed(clocks[:60] + clocks[62:])              # two lost in a row
     assert mc.clocks == 95
+    # a 1024-frame JACK cycle (21.3 ms) stamps each clock at the cycle it came in: late by up to a
+    # cycle, so spacings of one or two cycles, and nothing lost
+    cycle = 1024 / 48000
+    stamped = [np.ceil((w + 0.004) / cycle) * cycle for w in clocks * 10]
+    assert fed([w + 2.4 * (k // 96) for k, w in enumerate(stamped)]).clocks == 959
     # clocks 60–65 held back 60 ms and then delivered in a burst: nothing was lost
     mc = fed([max(w, clocks[60] + 0.06) if 60 <= k < 66 else w for k, w in enumerate(clocks)])
     assert mc.clocks == 95

@@ -138,7 +138,7 @@ class Jam:
 
     # ---------------------------------------------------------------- running
     def wait_for_transport(self, timeout_s: float | None = None) -> None:
-        """MIDI clock: wait until the DAW plays (its Start and a beat of clocks)."""
+        """MIDI clock: wait until the DAW plays (its Start and two beats of clocks)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while not self.transport.ready():
             if deadline is not None and time.monotonic() > deadline:

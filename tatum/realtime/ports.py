@@ -162,6 +162,7 @@ class InputPort:
 
     def __init__(self, inp, callback: Callable[[list[int], float], None]):
         self.inp, self.callback, self._stamp = inp, callback, _Stamper()
+        self.error: Exception | None = None     # the last a message raised (the port reads on)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="tatum-midi-in", daemon=True)
         self._thread.start()
@@ -175,13 +176,14 @@ class InputPort:
             message, delta = got
             try:
                 self.callback(message, self._stamp(delta))
-            except Exception:           # one bad message must not end the port
-                pass
+            except Exception as e:      # one bad message must not end the port
+                self.error = e
 
     def delete(self) -> None:
         self._stop.set()
         self._thread.join(2)
-        self.inp.delete()
+        if not self._thread.is_alive():        # (rtmidi crashes on a port deleted while in use)
+            self.inp.delete()
 
 
 class _Stamper:

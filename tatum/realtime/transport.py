@@ -130,10 +130,10 @@ class MidiClockTransport:
     beat is extrapolated at that tempo, never further than one clock.
 
     A clock can be lost on the way (JACK drops the MIDI of a cycle it misses on a loaded machine), and
-    counting alone would then leave the jam a clock behind the DAW for good. A gap of two to four
-    clock periods after which the clocks keep arriving that much late is counted as the clocks
-    that went missing; a gap followed by a burst (a late sender catching up) or by clocks falling
-    ever later (a slower tempo) is not.
+    counting alone would then leave the jam a clock behind the DAW for good. Where clocks arrive
+    evenly, a gap of two to four clock periods after which the clocks keep arriving that many whole
+    periods late is counted as the clocks that went missing; a gap followed by a burst (a late sender
+    catching up), by clocks falling ever later (a slower tempo) or by lateness short of a period is not.
     """
 
     name = "midi-clock"
@@ -175,19 +175,25 @@ class MidiClockTransport:
         many periods late, neither catching up (a stall) nor falling further behind (a slower tempo)."""
         t = self._times
         if self._gap is None:
-            if len(t) >= 6:                     # (the median spacing of the last beat: a gap or a burst
-                period = float(np.median(np.diff(t[-self.PPQ - 1:-1])))   # is one of many)
-                gap = (t[-1] - t[-2]) / period
-                if 1.5 < gap < 4.5:
-                    self._gap = (t[-2], period, [gap - 1])
+            if len(t) <= self.PPQ:              # (a beat of clocks, for a grid to judge a gap by)
+                return
+            period = _period(t[:-1])
+            # Only where clocks arrive evenly: MIDI stamped per JACK cycle comes late by up to a cycle,
+            # and once a cycle is not well under a clock that lateness alone could pass for a lost one.
+            if period <= 0 or _spread(t[:-1], period) > 0.1 * period:
+                return
+            gap = (t[-1] - t[-2]) / period
+            if 1.5 < gap < 4.5:
+                self._gap = (t[-2], period, [gap - 1])
             return
         before, period, late = self._gap
         late.append((t[-1] - before) / period - (len(late) + 1))    # clocks late, from the gap on
         if len(late) < 5:
             return
-        missing = round(float(np.median(late)))
+        median = float(np.median(late))
+        missing = round(median)
         drift = float(np.median(late[3:]) - np.median(late[1:3]))      # (medians: one clock may be late)
-        if missing >= 1 and abs(drift) < 0.6:
+        if missing >= 1 and abs(median - missing) < 0.3 and abs(drift) < 0.6:
             self.clocks += missing
             k = len(t) - 6                     # the clock before the gap; the lost ones lay after it
             t[k + 1:k + 1] = [before + period * (i + 1) for i in range(missing)]
@@ -201,12 +207,7 @@ class MidiClockTransport:
             t = self._times
             if len(t) < 3:
                 return self._bpm or 120.0
-            # the median slope over pairs of clocks at least half a beat apart (Theil–Sen): one late
-            # clock, or a stall and the burst of clocks that catches up, moves only a minority of
-            # the pairs, where a single one-beat span would carry its whole delay
-            t = np.asarray(t)
-            i, j = np.triu_indices(len(t), k=min(self.PPQ // 2, len(t) - 1))
-            est = 60.0 / (self.PPQ * float(np.median((t[j] - t[i]) / (j - i))))
+            est = 60.0 / (self.PPQ * _period(t))
             if self._bpm is None or abs(est - self._bpm) > 0.004 * self._bpm:
                 self._bpm = round(est, 1)
             return self._bpm
@@ -227,6 +228,22 @@ class MidiClockTransport:
 
     def close(self) -> None:
         pass
+
+
+def _period(times: list[float]) -> float:
+    """Seconds per clock: the median slope over pairs of clocks at least half a beat apart
+    (Theil–Sen). One late clock, or a stall and the burst of clocks that catches up, moves only a
+    minority of the pairs, where a single one-beat span would carry its whole delay."""
+    t = np.asarray(times)
+    i, j = np.triu_indices(len(t), k=min(MidiClockTransport.PPQ // 2, len(t) - 1))
+    return float(np.median((t[j] - t[i]) / (j - i)))
+
+
+def _spread(times: list[float], period: float) -> float:
+    """How far arrivals typically stray from an even grid of `period` (the median distance): large
+    when every clock is late by some of a long JACK cycle, small when a few are held back now and then."""
+    r = np.asarray(times) - period * np.arange(len(times))
+    return float(np.median(np.abs(r - np.median(r))))
 
 
 def _check_bpm(bpm: float) -> None:
