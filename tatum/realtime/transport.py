@@ -178,13 +178,12 @@ class MidiClockTransport:
             if len(t) <= self.PPQ:              # (a beat of clocks, for a grid to judge a gap by)
                 return
             period = _period(t[:-1])
+            if period <= 0 or not 1.5 < (t[-1] - t[-2]) / period < 4.5:
+                return
             # Only where clocks arrive evenly: MIDI stamped per JACK cycle comes late by up to a cycle,
             # and once a cycle is not well under a clock that lateness alone could pass for a lost one.
-            if period <= 0 or _spread(t[:-1], period) > 0.1 * period:
-                return
-            gap = (t[-1] - t[-2]) / period
-            if 1.5 < gap < 4.5:
-                self._gap = (t[-2], period, [gap - 1])
+            if _spread(t[:-1], period) <= 0.1 * period:
+                self._gap = (t[-2], period, [(t[-1] - t[-2]) / period - 1])
             return
         before, period, late = self._gap
         late.append((t[-1] - before) / period - (len(late) + 1))    # clocks late, from the gap on
