@@ -943,15 +943,19 @@ def test_cli_a_control_bucket_out_of_range_is_one_error_line(cli_runs):
     assert not (cli_runs["dir"] / "bucket.mid").exists()
 
 
-def test_grammar_strikes_a_key_once_per_onset():
-    g = Grammar(1, tk.NOTE_END + 40)
+def test_grammar_strikes_a_key_again_only_after_the_restrike_time():
+    g = Grammar(1, tk.NOTE_END + 40, restrike_ms=100)
     c4 = tk.PV0 + (60 - tk.PIANO_LOW) * tk.VEL_BINS                     # middle C, softest bin
     for t in (tk.ONSET0 + 200, tk.DUR0 + 3, c4 + 5, tk.ONSET0 + 200, tk.DUR0):
         g.advance(torch.tensor([t]))
     a = g.allowed()[0, tk.PV0:tk.NOTE_END]
     assert not a[c4 - tk.PV0:c4 - tk.PV0 + tk.VEL_BINS].any() and a.sum() == tk.N_PV - tk.VEL_BINS
     assert torch.equal(g.pv_allowed()[0], a)                             # the fast path's view agrees
-    for t in (c4 + 7 + tk.VEL_BINS, tk.ONSET0 + 201, tk.DUR0):           # a moment later C may sound again
+    for t in (c4 + 7 + tk.VEL_BINS, tk.ONSET0 + 201, tk.DUR0):           # 10 ms later: not C again (a stutter)
+        g.advance(torch.tensor([t]))
+    a = g.allowed()[0, tk.PV0:tk.NOTE_END]
+    assert not a[c4 - tk.PV0:c4 - tk.PV0 + tk.VEL_BINS].any() and a[c4 - tk.PV0 + 2 * tk.VEL_BINS].all()
+    for t in (c4 + 9 * tk.VEL_BINS, tk.ONSET0 + 211, tk.DUR0):          # 100 ms after the last strike: any key
         g.advance(torch.tensor([t]))
     assert g.allowed()[0, tk.PV0:tk.NOTE_END].all()
     g.resume(0, np.array([150, 300]), durs=np.array([5, 5]), pitches=np.array([62, 60]))

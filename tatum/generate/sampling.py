@@ -13,6 +13,7 @@ from tatum.options import Sampling  # noqa: F401  (declared with the other optio
 
 
 MAX_GROUP = 10  # notes in one onset group (within chord_ms of its first onset)
+RESTRIKE_MS = 100  # a key is struck again no sooner than this (the pianists: almost never sooner)
 BURST_S = 1.0   # a run may be this far ahead of the asked density's pace (and a lull behind it)
 
 
@@ -65,22 +66,23 @@ class Grammar:
     notes starts exactly at each melody onset (none is skipped); its onsets stay within `chord_ms` of
     it until it has `chord_size` notes, none above the melody note, and with `chord_hold` grid steps
     each of its notes lasts at least that long. With a `Pace` per row, the window keeps the asked
-    density and polyphony. A key is struck once per onset: a pitch already begun at this onset is
-    not drawn again (a MIDI file, and a piano, would make the two one note)."""
+    density and polyphony. A key struck is not struck again within `restrike_ms` (at one onset a MIDI
+    file, and a piano, would make the two one note; the pianists repeat a key sooner than 100 ms
+    almost never, an undertrained model often)."""
 
     def __init__(self, rows: int, vocab: int, device="cpu", melody_onsets: list[set[int]] | None = None,
                  chord_size: int = 3, chord_ms: int = 50, chord_hold: int = 0,
-                 pace: list[Pace | None] | None = None):
+                 pace: list[Pace | None] | None = None, restrike_ms: int = RESTRIKE_MS):
         self.state = torch.zeros(rows, dtype=torch.long)          # 0 expect onset/EOS, 1 dur, 2 pv
         self.last_onset = torch.zeros(rows, dtype=torch.long)     # onset step of the last note
         self.group_start = torch.full((rows,), -10**6, dtype=torch.long)
         self.group_count = torch.zeros(rows, dtype=torch.long)
         self.group_notes = torch.zeros(rows, dtype=torch.long)    # notes in the current group
         self.limit = torch.full((rows,), 127, dtype=torch.long)  # highest pitch allowed in the group
-        # Keys begun at an onset, kept in numpy (a note's bookkeeping in a few µs; the jam draws one
-        # note at a time): row r's keys struck at step struck_at[r], stale once the onset moves on.
-        self.struck = np.zeros((rows, tk.N_PITCH), dtype=bool)
-        self.struck_at = np.full(rows, -1, dtype=np.int64)
+        # The step each key was last struck at, kept in numpy (a note's bookkeeping in a few µs; the
+        # jam draws one note at a time).
+        self.restrike = max(1, -(-int(restrike_ms) // tk.GRID_MS))
+        self.last_strike = np.full((rows, tk.N_PITCH), -10**6, dtype=np.int64)
         # Melody per row: {onset step: pitch}; a plain set of steps puts no limit on pitch.
         self.melody = None if melody_onsets is None else [
             (m if isinstance(m, dict) else {s: 127 for s in m}) if m else {} for m in melody_onsets]
@@ -112,7 +114,7 @@ class Grammar:
         for name in names:
             setattr(self, name, getattr(self, name)[rows])
         kept = rows.numpy()
-        self.struck, self.struck_at = self.struck[kept], self.struck_at[kept]
+        self.last_strike = self.last_strike[kept]
         if self.melody is not None:
             self.melody = [self.melody[i] for i in rows.tolist()]
             self.pending = [self.pending[i] for i in rows.tolist()]
@@ -122,7 +124,7 @@ class Grammar:
         """Continue row `row` after notes already in place at `onsets` (grid steps, ascending; held for
         `durs` steps; of `pitches`) and not before step `floor` (the present, in real time): later notes
         may not go back, melody onsets passed are served, the played notes count toward the pace, and
-        those at the last onset are not struck again there."""
+        their keys are not struck again within the re-strike time."""
         onsets = np.asarray(onsets, dtype=np.int64)
         if self.paced:
             self.count[row] = len(onsets)
@@ -130,10 +132,11 @@ class Grammar:
                 self.sounding[row, o:o + int(d)] += 1
         last = max(int(onsets[-1]) if len(onsets) else 0, floor)
         self.last_onset[row] = last
-        self.struck[row], self.struck_at[row] = False, last
+        self.last_strike[row] = -10**6
         if pitches is not None and len(onsets):
-            at_last = np.asarray(pitches, dtype=np.int64)[onsets == last] - tk.PIANO_LOW
-            self.struck[row, at_last[(at_last >= 0) & (at_last < tk.N_PITCH)]] = True
+            keys = np.asarray(pitches, dtype=np.int64) - tk.PIANO_LOW
+            ok = (keys >= 0) & (keys < tk.N_PITCH)
+            np.maximum.at(self.last_strike[row], keys[ok], onsets[ok])
         if len(onsets):
             groups = group_onsets(onsets, self.chord_steps)
             in_last = int((groups == groups[-1]).sum())
@@ -277,9 +280,9 @@ class Grammar:
         return torch.cat([first, most[:, :-1] + 1 < self.voices[:, None]], dim=1)
 
     def pv_allowed(self) -> torch.Tensor | None:
-        """[B, N_PV]: the pitch-velocity classes whose key is not yet struck at this onset (all of
-        them in a row that has struck every key); None when no key is struck (any will do)."""
-        struck = self.struck & (self.struck_at == self.last_onset.numpy())[:, None]
+        """[B, N_PV]: the pitch-velocity classes whose key was not struck within the re-strike time
+        (all of them in a row where every key was); None when none was (any will do)."""
+        struck = self.last_strike > (self.last_onset.numpy() - self.restrike)[:, None]
         if not struck.any():
             return None
         ok = np.repeat(~struck, tk.VEL_BINS, axis=1)
@@ -380,10 +383,7 @@ class Grammar:
         t = tokens.numpy()
         rows = np.flatnonzero((t >= tk.PV0) & (t < tk.NOTE_END))
         if len(rows):
-            at = self.last_onset.numpy()[rows]
-            self.struck[rows[self.struck_at[rows] != at]] = False
-            self.struck_at[rows] = at
-            self.struck[rows, (t[rows] - tk.PV0) // tk.VEL_BINS] = True
+            self.last_strike[rows, (t[rows] - tk.PV0) // tk.VEL_BINS] = self.last_onset.numpy()[rows]
         if self.paced:
             self.count += is_onset.long()
             is_dur = (self.state == 1) & (tokens >= tk.DUR0) & (tokens < tk.PV0)
