@@ -971,3 +971,15 @@ def test_a_key_struck_under_a_low_melody_note_still_leaves_a_note_to_draw():
     a = g.allowed()[0]
     assert a[tk.PV0:tk.PV0 + tk.VEL_BINS].all() and not a[tk.EOS], "the rule yields rather than end the note"
 
+
+
+def test_grammar_keeps_the_last_keys_of_the_window_before():
+    g = Grammar(1, tk.NOTE_END + 40, restrike_ms=100)
+    c4 = tk.PV0 + (60 - tk.PIANO_LOW) * tk.VEL_BINS
+    g.struck_before(0, np.array([tk.ONSET0 + tk.N_ONSET - 5, tk.DUR0 + 9, c4]))    # C at 4,950 ms
+    for t in (tk.ONSET0 + 4, tk.DUR0):                                             # 90 ms later: not C
+        g.advance(torch.tensor([t]))
+    assert not g.pv_allowed()[0, c4 - tk.PV0] and g.pv_allowed()[0, c4 - tk.PV0 + tk.VEL_BINS]
+    for t in (c4 + tk.VEL_BINS, tk.ONSET0 + 5, tk.DUR0):                           # 100 ms later: C again
+        g.advance(torch.tensor([t]))
+    assert g.pv_allowed()[0, c4 - tk.PV0]

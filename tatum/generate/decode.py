@@ -34,6 +34,8 @@ class Row:
     pace: Pace | None = None           # the density and polyphony the window must keep (None: free)
     answer_by: int | None = None       # NoteLM: the first new onset at or before this step, the window
                                        # not ended before it (a change of style is heard at once)
+    previous: np.ndarray | None = None  # the tokens of the window just before (its last keys are not
+                                        # struck again at once across the boundary)
 
 
 @dataclass
@@ -119,6 +121,8 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     tokens = start[None].repeat(len(encs), 1).to(device)
     if len(played[0]) or rows[0].from_step:
         grammar.resume_played(0, played[0], rows[0].from_step)
+    for r, row in enumerate(rows):
+        grammar.struck_before(r, row.previous)
     horizon = _horizons(rows)
     for r in rows:
         r.ended = False
@@ -408,6 +412,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         if len(done) or row.from_step:
             grammar.resume_played(r, done, row.from_step)
             out[r].extend(done.tolist())
+        grammar.struck_before(r, row.previous)
     gen = gen or sampling.generator()
     alive = torch.arange(n)
 

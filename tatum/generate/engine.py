@@ -116,7 +116,8 @@ class Engine:
                 for o, p in zip((line.onset_ms // tk.GRID_MS).tolist(), line.pitch.tolist()):
                     melody[o] = max(p, melody.get(o, 0))
                 melody = thin_onsets(melody, self.chord_gap_ms // tk.GRID_MS)
-            rows.append(Row(enc, melody, pace=Pace.from_tokens(self.tok, style_ids[2], style_ids[3], self.detached)))
+            rows.append(Row(enc, melody, pace=Pace.from_tokens(self.tok, style_ids[2], style_ids[3], self.detached),
+                            previous=piece.windows[i - 1] if i > 0 else None))
         return rows, style
 
     def decode(self, rows: list[Row], style: Style, salt: int, per: int = 1) -> list[np.ndarray]:

@@ -146,6 +146,17 @@ class Grammar:
         if self.pending is not None:
             self.pending[row] = [m for m in self.pending[row] if m > last]
 
+    def struck_before(self, row: int, previous: np.ndarray | None) -> None:
+        """Row `row` also keeps the keys struck at the end of the window before it (its tokens,
+        `previous`) from being struck again within the re-strike time after its start."""
+        if previous is None or not len(previous):
+            return
+        ids = np.asarray(previous, dtype=np.int64)
+        steps = ids[0::3] - tk.ONSET0 - tk.N_ONSET              # before this window's start: negative
+        keys = (ids[2::3] - tk.PV0) // tk.VEL_BINS
+        late = steps > -self.restrike
+        np.maximum.at(self.last_strike[row], keys[late], steps[late])
+
     def resume_played(self, row: int, played: np.ndarray, floor: int = 0) -> None:
         """`resume` after the played notes as tokens (onset, dur, pv triples)."""
         ids = np.asarray(played, dtype=np.int64)

@@ -265,7 +265,7 @@ class Stream:
         salt = state.chunk_index * 7919 + w
         answer = None if answer_ms is None else answer_ms // tk.GRID_MS
         row = Row(enc, played=prefix, from_step=-(-from_ms // tk.GRID_MS), until_step=-(-until_ms // tk.GRID_MS),
-                  pace=pace, answer_by=answer)
+                  pace=pace, answer_by=answer, previous=_window_tokens(played, w - 1) if w > 0 else None)
         reuse, memo = self.kept()
         key = _decode_key(self.model, enc, style, sampling, salt, prefix, row.from_step) + (answer,)
         if key in memo and memo[key][2] >= row.until_step:
