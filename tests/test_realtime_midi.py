@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,12 +121,14 @@ while True:
 """
 
 
-def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
+def _jam_to_a_daws_midi_clock(client: str, out: Path) -> tuple[list, float, float]:
+    """A jam synced to a DAW sending MIDI clock at 100 bpm (a process of its own), for 2 s after its
+    start, saved to `out`: the note-ons the DAW heard, the DAW's clock origin and the jam's first beat."""
     jam = Jam(MockStream(step_ms=250), Controls(),
               JamOptions(chunk_s=0.5, buffer_s=1.0, sync="midi-clock", quantize_beats=0.25, midi_api="jack",
-                         client="tatum-t2"))
-    rx = Receiver("tatum-t2:out")
-    daw = subprocess.Popen([sys.executable, "-c", DAW_CLOCK, "tatum-t2-clock:clock"], stdout=subprocess.PIPE,
+                         client=client))
+    rx = Receiver(f"{client}:out")
+    daw = subprocess.Popen([sys.executable, "-c", DAW_CLOCK, f"{client}-clock:clock"], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True)
     try:
         t0 = float(daw.stdout.readline())           # perf_counter is the system's monotonic clock
@@ -135,25 +138,34 @@ def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
         assert jam.clock.beat0 % 4 == 0          # the jam begins on a bar line of the DAW
         time.sleep(max(0.0, wall0 - time.perf_counter()) + 2.0)
         stopped = jam.stop()
-        jam.save(tmp_path / "jam.mid", stopped)
+        jam.save(out, stopped)
     finally:
         daw.terminate()
         daw.wait(5)
         jam.close()
         rx.close()
-    ons = rx.note_ons()
-    assert len(ons) >= 6
-    # where each note arrived on the DAW's timeline (clock k is due at t0 + k · 25 ms), in sixteenths
-    sixteenths = [(t - t0) / 0.15 for _, t in ons]
-    off_grid_ms = np.abs(np.array(sixteenths) - np.round(sixteenths)) * 150
-    # (a loaded machine may hold one note back, or JACK lose a clock, which is counted five clocks on)
+    return rx.note_ons(), t0, jam.clock.beat0
+
+
+def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
+    # A loaded 2-core machine may hold notes back, or JACK lose the MIDI of a cycle it missed, in one
+    # run (a lost Start or clocks too uneven to recount); a fault of the jam's would show in both.
+    for attempt in range(2):
+        ons, t0, beat0 = _jam_to_a_daws_midi_clock(f"tatum-t2{'ab'[attempt]}", tmp_path / f"jam{attempt}.mid")
+        assert len(ons) >= 6
+        # where each note arrived on the DAW's timeline (clock k is due at t0 + k · 25 ms), in sixteenths
+        sixteenths = [(t - t0) / 0.15 for _, t in ons]
+        off_grid_ms = np.abs(np.array(sixteenths) - np.round(sixteenths)) * 150
+        # (a loaded machine may hold one note back, or JACK lose a clock, which is counted five clocks on)
+        if np.median(off_grid_ms) < 6 and np.mean(off_grid_ms < 10) >= 0.75:
+            break
     assert np.median(off_grid_ms) < 6 and np.mean(off_grid_ms < 10) >= 0.75, off_grid_ms
     first_beat = np.round(sixteenths[0]) / 4
-    assert first_beat == jam.clock.beat0
+    assert first_beat == beat0
     # the recording's notes sit on sixteenths of its 100 bpm tempo map
     from symusic import Score
 
-    score = Score(str(tmp_path / "jam.mid"))
+    score = Score(str(tmp_path / f"jam{attempt}.mid"))
     assert round(score.tempos[0].qpm) == 100
     t = score.tracks[0].notes.numpy()["time"]
     assert np.all(np.abs(t - np.round(t / 120) * 120) <= 2)          # (1 tick = 1.25 ms; times are whole ms)
