@@ -24,7 +24,7 @@ import json
 import numpy as np
 from valset import DEFAULT_DATA
 
-from tatum.corruption import group_onsets
+from tatum.evaluate.metrics import onset_groups
 from tatum.notes import Notes
 
 CHORDS = [frozenset(c) for c in ([0, 4, 7], [0, 3, 7], [0, 4, 7, 10], [0, 3, 7, 10], [0, 4, 7, 11], [0, 3, 6],
@@ -47,7 +47,7 @@ def features(n: Notes, seconds: float) -> dict[str, float] | None:
     if len(n) < 10:
         return None
     onset, pitch, dur = n.onset_ms.astype(float), n.pitch.astype(int), n.dur_ms.astype(float)
-    group = group_onsets(n.onset_ms, 30)
+    group = onset_groups(n, 30)
     groups = [np.flatnonzero(group == g) for g in range(group.max() + 1)]
     size = np.array([len(g) for g in groups])
     top = np.array([pitch[g].max() for g in groups])

@@ -972,7 +972,6 @@ def test_a_key_struck_under_a_low_melody_note_still_leaves_a_note_to_draw():
     assert a[tk.PV0:tk.PV0 + tk.VEL_BINS].all() and not a[tk.EOS], "the rule yields rather than end the note"
 
 
-
 def test_grammar_keeps_the_last_keys_of_the_window_before():
     g = Grammar(1, tk.NOTE_END + 40, restrike_ms=100)
     c4 = tk.PV0 + (60 - tk.PIANO_LOW) * tk.VEL_BINS

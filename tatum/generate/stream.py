@@ -165,7 +165,7 @@ class Stream:
         # The notes before the latest start too: the cache then holds every note the call's prefix can
         # hold, and a call from earlier finds its own in it (a prefix of them) and feeds nothing.
         until = min(at + max(0, int(slack_ms)), (w + 1) * W)
-        enc, style, pace = self._context(w, played, conditioning)
+        enc, style, pace, _ = self._context(w, played, conditioning)
         before = played.select((played.onset_ms >= w * W) & (played.onset_ms < until)).shift(-w * W)
         prime(self.model, Row(enc, played=tk.encode_segment(before), pace=pace), sampling, self.kept()[0], style,
               self.tok.null_style, (self.tok.density_id(None), self.tok.polyphony_id(None)))
@@ -241,9 +241,10 @@ class Stream:
 
     def _context(self, w: int, played: Notes, cond: Conditioning):
         """The model's input for window `w` continued from the notes `played` before it, the style
-        mixtures and the pace asked: the last `context_windows` windows on the left, nothing on the
-        right."""
+        mixtures, the pace asked and the tokens of window w - 1 (None for the first): the last
+        `context_windows` windows on the left, nothing on the right."""
         left = [_window_tokens(played, k) for k in range(max(0, w - self.context_windows), w)]
+        previous = left[-1] if left else _window_tokens(played, w - 1) if w > 0 else None
         last = played.select((played.onset_ms >= (w - 1) * W) & (played.onset_ms < w * W)).shift(-(w - 1) * W)
         style_ids, style = cond.tokens(self.tok, last)
         mask = np.array([tk.MASK])
@@ -254,18 +255,18 @@ class Stream:
             from tatum.data.examples import build_encoder_input
             enc = build_encoder_input(self.tok, style_ids, left, "whole_mask", mask, [],
                                       self.model.cfg.max_enc_len)
-        return enc, style, Pace.from_tokens(self.tok, style_ids[2], style_ids[3])
+        return enc, style, Pace.from_tokens(self.tok, style_ids[2], style_ids[3]), previous
 
     def _decode(self, state: State, w: int, played: Notes, prefix: np.ndarray, from_ms: int, until_ms: int,
                 cond: Conditioning, sampling: Sampling, answer_ms: int | None = None) -> tuple[np.ndarray, bool]:
         """Window `w` continued after `prefix` from `from_ms` up to `until_ms` (ms in the window): its
         tokens (prefix included) and whether the model ended the window. `answer_ms`: its first note
         comes by then (when the window lasts that long)."""
-        enc, style, pace = self._context(w, played, cond)
+        enc, style, pace, previous = self._context(w, played, cond)
         salt = state.chunk_index * 7919 + w
         answer = None if answer_ms is None else answer_ms // tk.GRID_MS
         row = Row(enc, played=prefix, from_step=-(-from_ms // tk.GRID_MS), until_step=-(-until_ms // tk.GRID_MS),
-                  pace=pace, answer_by=answer, previous=_window_tokens(played, w - 1) if w > 0 else None)
+                  pace=pace, answer_by=answer, previous=previous)
         reuse, memo = self.kept()
         key = _decode_key(self.model, enc, style, sampling, salt, prefix, row.from_step) + (answer,)
         if key in memo and memo[key][2] >= row.until_step:
