@@ -241,7 +241,7 @@ Plugin = Annotated[list[Path], typer.Option("--plugin", metavar="FILE.py", rich_
 def _help(text: str) -> str:
     """A verb's help: what it does, the styles and pianists it knows, an example."""
     what, _, example = text.partition("\n\nExample: ")
-    return f"{what}\n\n{vocabulary_help()}\n\nExample: {example}"
+    return f"{what}\n\n\b{vocabulary_help()}\nExample: {example}"    # (\b: one paragraph, two lines)
 
 
 @app.command("improvise", help=_help(
@@ -403,12 +403,18 @@ def load_plugins(files: list[Path]) -> None:
 # ----------------------------------------------------------------------- audio
 Soundfont = Annotated[Optional[Path], typer.Option(metavar="SF2", help="Soundfont (or $TATUM_SOUNDFONT).",
                                                    rich_help_panel=ADVANCED)]
-Engine = Annotated[str, typer.Option(metavar="NAME", help="fluidsynth or magenta (Magenta RT 2).",
+Engine = Annotated[str, typer.Option(metavar="NAME", help="fluidsynth, magenta or magenta-base (MRT 2).",
                                      rich_help_panel=ADVANCED, show_default=False)]
 StyleText = Annotated[str, typer.Option(metavar="TEXT", help="magenta: the sound, in words.",
                                         rich_help_panel=ADVANCED, show_default=False)]
-MrtSize = Annotated[str, typer.Option(metavar="SIZE", help="magenta: mrt2_small or mrt2_base.",
-                                      rich_help_panel=ADVANCED, show_default=False)]
+ENGINES = {"fluidsynth": ("fluidsynth", "mrt2_small"), "magenta": ("magenta", "mrt2_small"),
+           "magenta-base": ("magenta", "mrt2_base")}     # --engine: (engine, Magenta RT 2 size)
+
+
+def engine_of(name: str) -> tuple[str, str]:
+    if name not in ENGINES:
+        raise TatumError(f"unknown --engine {name!r}; use {', '.join(ENGINES)}")
+    return ENGINES[name]
 
 
 @app.command("render")
@@ -421,7 +427,6 @@ def render_cmd(
     sample_rate: int = opt(48_000, "Sample rate, 8000–192000 Hz.", metavar="HZ", advanced=True),
     engine: Engine = "fluidsynth",
     style_text: StyleText = "1950s solo piano recording",
-    mrt_size: MrtSize = "mrt2_small",
 ):
     """Play a MIDI file on a piano through FluidSynth into a WAV, sustain pedal included.
 
@@ -434,8 +439,7 @@ def render_cmd(
     check_writable(out_path, force)
     if sample_rate < 8000 or sample_rate > 192_000:
         raise TatumError(f"--sample-rate must be 8000–192000 Hz, not {sample_rate}")
-    if engine not in ("fluidsynth", "magenta"):
-        raise TatumError(f"unknown --engine {engine!r}; use fluidsynth or magenta")
+    engine, mrt_size = engine_of(engine)
     if engine == "magenta":
         from tatum.audio import magenta
         from tatum.notes import Notes
@@ -804,12 +808,12 @@ def jam_cmd(
     soundfont: Soundfont = None,
     engine: Engine = "fluidsynth",
     style_text: StyleText = "1950s solo piano recording",
-    mrt_size: MrtSize = "mrt2_small",
     model: Model = None,
 ):
     from tatum.realtime.commands import run_jam
 
     check_outputs(out_path, png, wav)
+    engine, mrt_size = engine_of(engine)
     run_jam(console, out=out_path, seconds=seconds, wav=wav, audio=audio, conditioning=conditioning,
             sampling=sampling, mode=mode, gap_ms=gap_ms, chunk=chunk, buffer=buffer, sync=sync, bpm=bpm,
             quantize=quantize, ports=not no_ports, midi_api=midi_api, out_port=out_port, in_port=in_port,

@@ -982,3 +982,16 @@ def test_grammar_keeps_the_last_keys_of_the_window_before():
     for t in (c4 + tk.VEL_BINS, tk.ONSET0 + 5, tk.DUR0):                           # 100 ms later: C again
         g.advance(torch.tensor([t]))
     assert g.pv_allowed()[0, c4 - tk.PV0]
+
+
+def test_pitch_anchor_costs_only_keys_outside_the_range_around():
+    from tatum.generate.sampling import ANCHOR_SPAN, pitch_anchor
+
+    pitches = np.array([48, 52, 55, 60, 64, 67, 72, 76] * 4)
+    bias = pitch_anchor(pitches, 1.0).reshape(tk.N_PITCH, tk.VEL_BINS)
+    assert torch.all(bias == bias[:, :1])                        # velocity is left alone
+    per_key = bias[:, 0].numpy()
+    key = lambda midi: per_key[midi - tk.PIANO_LOW]              # noqa: E731
+    assert key(48) == key(60) == key(78) == 0                    # inside (widened by a whole tone)
+    assert key(90) == pytest.approx(-(90 - 78) / ANCHOR_SPAN) and key(34) == pytest.approx(-12 / ANCHOR_SPAN)
+    assert pitch_anchor(pitches, 0.0) is None and pitch_anchor(pitches[:5], 1.0) is None

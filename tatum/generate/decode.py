@@ -12,7 +12,7 @@ import torch
 from tatum import layout as lay
 from tatum import tokenizer as tk
 from tatum.errors import Interrupted
-from tatum.generate.sampling import Grammar, Pace, Sampling, pick, pick_part
+from tatum.generate.sampling import Grammar, Pace, Sampling, pick, pick_part, pitch_anchor
 from tatum.model.notelm import Cache, NoteLM
 from tatum.model.transformer import Seq2Seq
 
@@ -415,6 +415,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         grammar.struck_before(r, row.previous)
     gen = gen or sampling.generator()
     alive = torch.arange(n)
+    anchors = _anchors(rows, sampling.anchor)
 
     def mixed(logits: torch.Tensor) -> torch.Tensor:
         k = len(alive)
@@ -467,10 +468,13 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         else:
             dur = pick(_full(mixed(dur_logits), tk.DUR0, V), grammar.allowed(), sampling, gen)
         grammar.advance(dur)
+        pv_logits = mixed(model.pv_logits(g, both(dur)))
+        if anchors is not None:
+            pv_logits = pv_logits + anchors[alive].to(pv_logits.device)
         if fast:
-            pv = pick_part(mixed(model.pv_logits(g, both(dur))), grammar.pv_allowed(), sampling, gen, V) + tk.PV0
+            pv = pick_part(pv_logits, grammar.pv_allowed(), sampling, gen, V) + tk.PV0
         else:
-            pv = pick(_full(mixed(model.pv_logits(g, both(dur))), tk.PV0, V), grammar.allowed(), sampling, gen)
+            pv = pick(_full(pv_logits, tk.PV0, V), grammar.allowed(), sampling, gen)
         grammar.advance(pv)
         note = torch.stack([onset, dur, pv], dim=1)
         for j, triple in zip(alive.tolist(), note.tolist()):
@@ -480,6 +484,24 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         h = model.step(both(note).to(device), target_place, both(onset - tk.ONSET0).to(device), cache,
                        both(nxt).to(device))
     return [np.array(o, dtype=np.int64) for o in out]
+
+
+def _anchors(rows: list[Row], weight: float) -> torch.Tensor | None:
+    """Each row's `pitch_anchor` [n, N_PV] from the clean notes around its window and those already
+    played in it (None: no anchor asked or none to be had)."""
+    if weight <= 0:
+        return None
+    out = []
+    for r in rows:
+        p = r.enc
+        around = p.events[(p.place >= 2) & (p.place != lay.TARGET_PLACE) & lay.is_note(p.events)]
+        pv = around[:, 2]
+        if r.played is not None and len(r.played):
+            pv = np.concatenate([pv, lay.events_of(r.played)[:, 2]])
+        out.append(pitch_anchor((pv - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW, weight))
+    if all(a is None for a in out):
+        return None
+    return torch.stack([torch.zeros(tk.N_PV) if a is None else a for a in out])
 
 
 def _answer_mask(rows: list[Row]) -> torch.Tensor | None:

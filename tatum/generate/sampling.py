@@ -404,6 +404,25 @@ class Grammar:
         self.state = torch.where(is_onset, 1, torch.where(self.state == 1, 2, torch.where(self.state == 2, 0, self.state)))
 
 
+ANCHOR_SPAN = 6.0   # semitones outside the range of the music around a window that cost one nat × weight
+
+
+def pitch_anchor(pitches: np.ndarray, weight: float) -> torch.Tensor | None:
+    """A bias [N_PV] for the pitch-velocity head that keeps new notes in the range of `pitches` (MIDI
+    numbers of the notes around the window, from their 2nd to 98th percentile, widened by a whole tone):
+    a key d semitones outside it costs `weight` × d / `ANCHOR_SPAN` nats; inside, nothing. (Drawing
+    toward the prompt's pitch classes as well sharpened what the model already favours: the pitch-class
+    KL to the pianists' continuations doubled.) None with too few notes to say."""
+    pitches = np.asarray(pitches, dtype=np.int64)
+    pitches = pitches[(pitches >= tk.PIANO_LOW) & (pitches <= tk.PIANO_HIGH)]
+    if weight <= 0 or len(pitches) < 8:
+        return None
+    lo, hi = np.percentile(pitches, [2, 98]) + [-2, 2]
+    keys = np.arange(tk.PIANO_LOW, tk.PIANO_HIGH + 1)
+    outside = np.maximum(0, np.maximum(keys - hi, lo - keys))
+    return torch.from_numpy(np.repeat(-weight * outside / ANCHOR_SPAN, tk.VEL_BINS)).float()
+
+
 def pick(logits: torch.Tensor, allowed: torch.Tensor, s: Sampling, gen: torch.Generator) -> torch.Tensor:
     """Draw one token per row from `logits` [B, V] restricted to `allowed` [B, V]."""
     logits = logits.float().masked_fill(~allowed, float("-inf"))
