@@ -50,12 +50,12 @@ while True:
 """
 
 
-def on_grid(times_ms: np.ndarray) -> tuple[np.ndarray, float]:
-    """Each note's distance from the notes' common phase on the sixteenth grid, and that phase's
-    distance from the grid (ms)."""
-    frac = (times_ms / SIXTEENTH_MS) % 1.0
-    phase = float(np.angle(np.mean(np.exp(2j * np.pi * frac))) / (2 * np.pi))
-    return np.abs((frac - phase + 0.5) % 1.0 - 0.5) * SIXTEENTH_MS, abs(phase) * SIXTEENTH_MS
+def on_grid(times_ms: np.ndarray, step_ms: float = SIXTEENTH_MS) -> tuple[np.ndarray, float]:
+    """Each note's distance from the notes' common phase on a grid of `step_ms`, and that phase's
+    distance from the grid's origin (ms)."""
+    frac = (times_ms / step_ms) % 1.0
+    phase = float(np.angle(np.mean(np.exp(2j * np.pi * frac))) / (2 * np.pi))   # circular mean, in steps
+    return np.abs((frac - phase + 0.5) % 1.0 - 0.5) * step_ms, abs(phase) * step_ms
 
 
 def midi_clock_run(client: str, seconds: float) -> np.ndarray:

@@ -21,6 +21,9 @@ from tatum.realtime.jam import Jam, JamOptions  # noqa: E402
 from tatum.realtime.mock import MockStream, velocity  # noqa: E402
 from tatum.realtime.ports import open_input, quiet_stderr, start_jack  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from sync import DAW_CLOCK, on_grid  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def jack():
@@ -34,17 +37,10 @@ def jack():
         proc.wait(10)
 
 
-def off_grid_ms(times_ms: np.ndarray, step_ms: float) -> tuple[np.ndarray, float]:
-    """How far each arrival sits from a grid of `step_ms`: (each note's distance from the notes' common
-    phase, that phase's distance from the grid's origin). The jam's timing is judged on the first, which a
-    loaded machine spoils only note by note; the second moves whole when JACK delivers a DAW's Start or
-    clocks late under load, so it is held to a looser bound. The jitter itself is benchmarks/realtime.py's."""
-    frac = (times_ms / step_ms) % 1.0
-    phase = float(np.angle(np.mean(np.exp(2j * np.pi * frac))) / (2 * np.pi))   # circular mean, in steps
-    rel = (frac - phase + 0.5) % 1.0 - 0.5
-    return np.abs(rel) * step_ms, abs(phase) * step_ms
-
-
+# The jam's timing is judged on each note's distance from the notes' common phase (`on_grid`), which a
+# loaded machine spoils only note by note; that phase moves whole when JACK delivers a DAW's Start or
+# clocks late under load, so it is held to a looser bound. The jitter itself is benchmarks/sync.py's
+# and benchmarks/realtime.py's to measure.
 def steady(rel_ms: np.ndarray) -> bool:
     """Most notes on the common grid: a held-back note or two do not count against the jam."""
     return bool(np.median(rel_ms) < 5 and np.mean(rel_ms < 15) >= 0.7)
@@ -107,7 +103,7 @@ def test_notes_go_out_on_time_as_midi_bytes_and_the_players_notes_come_in(jack, 
     # one note every 250 ms of the jam's clock, in order, measured at the receiving port
     arrivals = np.array([t for _, t in ons]) * 1000
     assert np.all(np.diff(np.round((arrivals - arrivals[0]) / 250)) == 1), np.diff(arrivals)
-    rel, _ = off_grid_ms(arrivals, 250)
+    rel, _ = on_grid(arrivals, 250)
     assert steady(rel), rel
     # the player's note reached the engine with its pitch, velocity and length
     live = [c for c in stream.calls if c["live"]]
@@ -120,24 +116,7 @@ def test_notes_go_out_on_time_as_midi_bytes_and_the_players_notes_come_in(jack, 
 
 
 # A DAW at 100 bpm in a process of its own, as a real one is (a thread here would share the jam's GIL):
-# Start, then 24 clocks per beat on its own schedule; it prints when it sent Start.
-DAW_CLOCK = r"""
-import sys, time, rtmidi
-out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "daw-clock")
-out.open_port([i for i, p in enumerate(out.get_ports()) if p == sys.argv[1]][0])
-time.sleep(0.5)
-out.send_message([0xFA])
-t0 = time.perf_counter()
-print(t0, flush=True)
-k = 0
-while True:
-    due = t0 + k * 0.025
-    time.sleep(max(0.0, due - time.perf_counter() - 0.001))
-    while time.perf_counter() < due:
-        pass
-    out.send_message([0xF8])
-    k += 1
-"""
+# Start, then 24 clocks per beat on its own schedule; it prints when it sent Start (benchmarks/sync.py).
 
 
 def _jam_to_a_daws_midi_clock(client: str, out: Path) -> tuple[list, float, float, float]:
@@ -176,7 +155,7 @@ def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
         assert len(ons) >= 6
         # where each note arrived on the DAW's timeline (clock k is due at t0 + k · 25 ms), in ms
         arrivals = (np.array([t for _, t in ons]) - t0) * 1000
-        rel, phase = off_grid_ms(arrivals, 150)              # a sixteenth at 100 bpm is 150 ms
+        rel, phase = on_grid(arrivals, 150)              # a sixteenth at 100 bpm is 150 ms
         if steady(rel) and phase < 25 and abs(bpm - 100) <= 2:
             break
     assert abs(bpm - 100) <= 2 and steady(rel) and phase < 25, (bpm, rel, phase)
@@ -233,7 +212,7 @@ def test_link_tempo_and_phase_follow_the_session(jack, tmp_path):
     for attempt in range(3):           # as the MIDI-clock test: a loaded machine may spoil one run
         s, beat0 = _jam_to_a_link_session(f"tatum-t3{'abc'[attempt]}", tmp_path / f"jam{attempt}.mid")
         assert len(s) >= 6
-        rel, phase = off_grid_ms(s * 150, 150)                     # on the DAW's 16th grid (ms at 100 bpm)
+        rel, phase = on_grid(s * 150, 150)                     # on the DAW's 16th grid (ms at 100 bpm)
         if steady(rel) and phase < 25:
             break
     assert steady(rel) and phase < 25, (rel, phase)
