@@ -215,11 +215,9 @@ class Sampling:
     top_k: int = option(0, whole(0, 2000), "Draw among the K likeliest; 0 all.", metavar="K")
     top_p: float = option(1.0, number(0.01, 1.0), "Draw among tokens summing to P.", metavar="P")
     guidance: float = option(0.0, number(0.0, 10.0), "0–10: push toward style, controls.", metavar="W")
-    # the model drifts up as it goes (a continuation climbed an octave in 15 s) and thins the left hand:
-    # a soft cost on keys outside the range of the music around the window, and the keys below C3
-    # favoured while the window has less bass than that music (tatum.generate.sampling: pitch_anchor,
-    # LeftHand)
-    anchor: float = option(0.0, number(0.0, 3.0), "0–3: keep the register and bass around.", metavar="A")
+    # the model drifts up as it goes (a continuation climbed an octave in 15 s): a soft cost on keys
+    # outside the range of the music around the window (tatum.generate.sampling.pitch_anchor)
+    anchor: float = option(0.0, number(0.0, 3.0), "0–3: keep to the register around.", metavar="A")
     seed: int | None = option(None, whole(0, SEED_MAX, none=True), "Make the run reproducible.", metavar="N",
                               advanced=False)
 
@@ -253,9 +251,8 @@ KEYWORDS: dict[str, Spec] = {s.keyword: s for s in SPECS.values()} | SPECS
 CANDIDATES: dict[str, int] = {"continue": 4, "infill": 4}
 
 VERB_DEFAULTS: dict[str, dict[str, Any]] = {
-    # anchor 1: on 96 PiJAMA val prompts the median pitch moved 5.6 semitones from the prompt's end
-    # (6.1 without), a note below C3 sounded 0.49 of the time (0.40) and the judge heard 0.10 random-like
-    # (0.12)
+    # anchor 1: on 96 PiJAMA val prompts the median pitch moved 5.0 semitones from the prompt's end
+    # (6.1 without), the bass stayed 0.44 of the time (0.40) and the judge heard 0.09 random-like (0.12)
     "continue": {"density": "source", "polyphony": "source", "anchor": 1.0},
     # the jam continues what it has played and heard, as `continue` does
     "jam": {"anchor": 1.0},

@@ -995,20 +995,3 @@ def test_pitch_anchor_costs_only_keys_outside_the_range_around():
     assert key(48) == key(60) == key(78) == 0                    # inside (widened by a whole tone)
     assert key(90) == pytest.approx(-(90 - 78) / ANCHOR_SPAN) and key(34) == pytest.approx(-12 / ANCHOR_SPAN)
     assert pitch_anchor(pitches, 0.0) is None and pitch_anchor(pitches[:5], 1.0) is None
-
-
-def test_the_left_hand_is_asked_for_while_the_window_has_less_bass_than_around_it():
-    from tatum.generate.sampling import BASS_AFTER, BASS_BELOW, BASS_GAIN, LeftHand, bass_share
-
-    # G2 for a second under two seconds of a C5: a note below C3 sounds for half the sounding time
-    assert bass_share(np.array([0, 0]), np.array([100, 200]), np.array([43, 72])) == pytest.approx(0.5)
-    assert bass_share(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)) is None
-    hand = LeftHand(np.array([0.6, 0.6, 0.0]), 1.0)
-    rows = np.array([0, 1, 2])
-    hand.add(rows, np.array([0, 0, 0]), np.array([150, 150, 150]), np.array([72, 40, 72]))
-    bias = hand.bias(rows, np.array([100, 100, 100])).reshape(3, tk.N_PITCH, tk.VEL_BINS)[:, :, 0]
-    low = np.arange(tk.PIANO_LOW, tk.PIANO_HIGH + 1) < BASS_BELOW
-    assert torch.allclose(bias[0, low], torch.tensor(0.6 * BASS_GAIN)) and torch.all(bias[0, ~low] == 0)
-    assert torch.all(bias[1] == 0) and torch.all(bias[2] == 0)     # bass enough; none asked
-    early = hand.bias(rows, np.array([BASS_AFTER - 1] * 3))
-    assert torch.all(early == 0)                                     # too soon to judge

@@ -12,7 +12,7 @@ import torch
 from tatum import layout as lay
 from tatum import tokenizer as tk
 from tatum.errors import Interrupted
-from tatum.generate.sampling import Grammar, LeftHand, Pace, Sampling, bass_share, pick, pick_part, pitch_anchor
+from tatum.generate.sampling import Grammar, Pace, Sampling, pick, pick_part, pitch_anchor
 from tatum.model.notelm import Cache, NoteLM
 from tatum.model.transformer import Seq2Seq
 
@@ -416,7 +416,6 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     gen = gen or sampling.generator()
     alive = torch.arange(n)
     anchors = _anchors(rows, sampling.anchor)
-    hand = _left_hand(rows, sampling.anchor)
 
     def mixed(logits: torch.Tensor) -> torch.Tensor:
         k = len(alive)
@@ -472,17 +471,12 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         pv_logits = mixed(model.pv_logits(g, both(dur)))
         if anchors is not None:
             pv_logits = pv_logits + anchors[alive].to(pv_logits.device)
-        if hand is not None:
-            pv_logits = pv_logits + hand.bias(alive.numpy(), (onset - tk.ONSET0).numpy()).to(pv_logits.device)
         if fast:
             pv = pick_part(pv_logits, grammar.pv_allowed(), sampling, gen, V) + tk.PV0
         else:
             pv = pick(_full(pv_logits, tk.PV0, V), grammar.allowed(), sampling, gen)
         grammar.advance(pv)
         note = torch.stack([onset, dur, pv], dim=1)
-        if hand is not None:
-            hand.add(alive.numpy(), (onset - tk.ONSET0).numpy(), (dur - tk.DUR0 + 1).numpy(),
-                     ((pv - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW).numpy())
         for j, triple in zip(alive.tolist(), note.tolist()):
             out[j].extend(triple)
         count = count + 1
@@ -508,27 +502,6 @@ def _anchors(rows: list[Row], weight: float) -> torch.Tensor | None:
     if all(a is None for a in out):
         return None
     return torch.stack([torch.zeros(tk.N_PV) if a is None else a for a in out])
-
-
-def _left_hand(rows: list[Row], weight: float) -> LeftHand | None:
-    """A `LeftHand` aiming at the bass share of the two windows before each row's (None: not asked).
-    Notes already played in a window count as drawn."""
-    if weight <= 0:
-        return None
-    target = []
-    for r in rows:
-        p = r.enc
-        left = (p.place >= 2) & (p.place < lay.TARGET_PLACE) & lay.is_note(p.events) & (p.time >= -2 * tk.N_ONSET)
-        ev = p.events[left]
-        share = bass_share(p.time[left], ev[:, 1] - tk.DUR0 + 1, (ev[:, 2] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW)
-        target.append(share or 0.0)
-    hand = LeftHand(np.array(target), weight)
-    for j, r in enumerate(rows):
-        if r.played is not None and len(r.played):
-            for o, d, pv in lay.events_of(r.played).tolist():
-                hand.add(np.array([j]), np.array([o - tk.ONSET0]), np.array([d - tk.DUR0 + 1]),
-                         np.array([(pv - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW]))
-    return hand
 
 
 def _answer_mask(rows: list[Row]) -> torch.Tensor | None:
