@@ -96,13 +96,16 @@ def test_notes_go_out_on_time_as_midi_bytes_and_the_players_notes_come_in(jack, 
     # exactly the bytes the mock played: note-on, channel 1, a scale from C4, its velocity at the default T
     # (a loaded machine may make the first before JACK has connected the receiver: C#4 is then the first)
     v = velocity(Controls())
-    first = ons[0][0][1]
-    assert first in (60, 61) and [m for m, _ in ons[:4]] == [[0x90, p, v] for p in range(first, first + 4)]
+    pitches = np.array([m[1] for m, _ in ons])
+    assert pitches[0] in (60, 61) and all(m == [0x90, p, v] for (m, _), p in zip(ons, pitches))
     offs = [m for m, _ in rx.got if m[0] & 0xF0 == 0x80]
-    assert [0x80, 60, 0] in offs
-    # one note every 250 ms of the jam's clock, in order, measured at the receiving port
+    assert [0x80, 60, 0] in offs or pitches[0] == 61
+    # one note every 250 ms of the jam's clock, in order, measured at the receiving port; a note the
+    # scheduler found due more than late_ms ago is not played (a loaded machine) and counted as late
     arrivals = np.array([t for _, t in ons]) * 1000
-    assert np.all(np.diff(np.round((arrivals - arrivals[0]) / 250)) == 1), np.diff(arrivals)
+    assert np.array_equal(np.round((arrivals - arrivals[0]) / 250), pitches - pitches[0]), np.diff(arrivals)
+    late = jam.scheduler.stats.late_notes
+    assert pitches[-1] - pitches[0] + 1 - len(pitches) <= late <= 2, (pitches, late)
     rel, _ = on_grid(arrivals, 250)
     assert steady(rel), rel
     # the player's note reached the engine with its pitch, velocity and length
@@ -112,7 +115,10 @@ def test_notes_go_out_on_time_as_midi_bytes_and_the_players_notes_come_in(jack, 
     assert played and played[0][3] == 101 and 200 <= played[0][1] <= 450     # sent 300 ms apart
     # the recording holds what was sent
     rec = Notes.from_midi(tmp_path / "jam.mid")
-    assert list(rec.pitch[:4]) == [60, 61, 62, 63] and list(rec.onset_ms[:4]) == [0, 250, 500, 750]
+    assert rec.pitch[0] == 60 or late
+    head = rec.onset_ms[:4].astype(int) - rec.onset_ms[0], rec.pitch[:4].astype(int) - rec.pitch[0]
+    assert np.array_equal(head[0], head[1] * 250)
+    assert len(rec) >= len(ons) and set(pitches) <= set(rec.pitch.tolist())
 
 
 # A DAW at 100 bpm in a process of its own, as a real one is (a thread here would share the jam's GIL):
