@@ -226,11 +226,11 @@ Force = Annotated[bool, typer.Option("--force", help="Replace existing output fi
 Seconds = Annotated[Optional[float], typer.Option(metavar="S", help="Use only the first S seconds.")]
 
 
-def candidates_option(verb: str):
+def candidates_option(verb: str, default: str | None = None):
     """--candidates for a verb, its default (options.CANDIDATES; one draft where not named) in the help."""
-    return Annotated[int, typer.Option(metavar="K", rich_help_panel=ADVANCED, show_default=False,
-                                       help=f"Best of K drafts per window (K× work; 1 for one). "
-                                            f"({options.CANDIDATES.get(verb, 1)})")]
+    return Annotated[Optional[int], typer.Option(metavar="K", rich_help_panel=ADVANCED, show_default=False,
+                                                 help=f"Best of K drafts per window (K× work; 1 for one). "
+                                                      f"({default or options.CANDIDATES.get(verb, 1)})")]
 
 
 Artist = Annotated[Optional[str], typer.Option(metavar="NAME", help=options.SPECS["artist"].help)]
@@ -246,13 +246,14 @@ def _help(text: str) -> str:
 
 @app.command("improvise", help=_help(
     "Re-play a piece in a style, in the manner of a pianist (ImprovNet's passes).\n\n"
-    "Example: tatum improvise song.mid -o jazz.mid --artist \"Art Tatum\" --png jazz.png"))
+    "Example: tatum improvise song.mid -o jazz.mid --artist \"Art Tatum\" --plan replay"))
 @generation_options("improvise")
 def improvise_cmd(
     inp: In,
     out_path: Out,
     conditioning: options.Conditioning,
-    plan: str = opt("improvnet", "Passes: improvnet, light, free, skyline:1,…", metavar="PLAN", show=False),
+    plan: str = opt("improvnet", "improvnet, light, free, replay or skyline:1,…", metavar="PLAN",
+                    show=False),
     first: Seconds = None,
     sampling: options.Sampling = None,
     png: Png = None,
@@ -266,10 +267,12 @@ def improvise_cmd(
     passes: Optional[int] = opt(None, "Number of passes.", metavar="N", advanced=True),
     rate: Optional[float] = opt(None, "Share of windows per pass.", metavar="F", advanced=True),
     plugin: Plugin = [],
-    candidates: candidates_option("improvise") = options.CANDIDATES.get("improvise", 1),
+    candidates: candidates_option("improvise", "1; replay 8") = None,
+    guide: float = opt(1.0, "replay: 0–3, how close to the piece.", metavar="G", advanced=True),
     model: Model = None,
 ):
-    from tatum.generate.tasks import _plan, improvise
+    from tatum.generate.guide import Guide
+    from tatum.generate.tasks import REPLAY, _plan, improvise
 
     check_number("--first", first, above=0)
     check_number("--keep-first", keep_first, 0)
@@ -278,15 +281,19 @@ def improvise_cmd(
     check_number("--rate", rate, 0, 1)
     check_number("--passes", passes, 1, 1000)
     check_number("--candidates", candidates, 1, 64)
+    check_number("--guide", guide, 0, 3)
     load_plugins(plugin)
-    steps = _plan(plan, rate, passes, corruption)
+    steps = [] if plan == REPLAY else _plan(plan, rate, passes, corruption)
     with _Run(inp, out_path, force, png, len(steps), "improvising", wav) as run:
         if first is not None:
             run.notes = run.notes.slice(0, first * 1000)
+        if plan == REPLAY:         # a step per window re-played
+            run.total = max(1, -(-(run.notes.end_ms - run.notes.start_ms - int(keep_first * 1000)) // 5000))
         result = improvise(run.notes, plan, conditioning=conditioning, sampling=sampling, rate=rate,
                            passes=passes, corruption=corruption, context=(context, context),
                            keep_first_s=keep_first, preserve_structure=preserve_structure,
-                           keep_melody=not free_melody, model=model, candidates=candidates, on_pass=run.on_pass)
+                           keep_melody=not free_melody, model=model, candidates=candidates,
+                           guide=Guide().scaled(guide), on_pass=run.on_pass)
     run.write(result, end_ms=None if first is None else int(first * 1000))
 
 
@@ -611,6 +618,7 @@ def evaluate_cmd(
     no_pictures: bool = opt(False, "No piano rolls and curves.", "--no-pictures", advanced=True),
     candidates: Annotated[Optional[int], typer.Option(metavar="K", rich_help_panel=ADVANCED, show_default=False,
                                                       help="Best of K drafts per window (default: the verb's).")] = None,
+    plan: str = opt("improvnet", "style-transfer: improvise's plan (or replay).", metavar="PLAN", advanced=True),
     model: Model = None,
 ):
     """Run a task on N real pieces with fixed seeds and measure it as ImprovNet did: results.json,
@@ -629,7 +637,7 @@ def evaluate_cmd(
         raise TatumError("folder is not empty (use --force to write into it)", out_dir)
     if task == "nll":
         return _evaluate_nll(data, n, model, artist, out_dir)
-    setup = Setup(task, data, n, model, artist, seed, candidates, seconds, data_root)
+    setup = Setup(task, data, n, model, artist, seed, candidates, seconds, data_root, plan)
     progress = None
 
     def on_piece(done: int, total: int, title: str) -> None:

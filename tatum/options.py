@@ -248,7 +248,8 @@ KEYWORDS: dict[str, Spec] = {s.keyword: s for s in SPECS.values()} | SPECS
 # heard as real music far more often by a classifier the reranker never consults (tatum-judge), at under
 # twice the time of one draft: continuations 0.32 random-like against 0.74, infilled gaps 0.35 against
 # 0.70 (32 gaps, README "Rerank with the classifiers").
-CANDIDATES: dict[str, int] = {"continue": 4, "infill": 4}
+# (and improvise's replay plan: the pianist's manner comes most from choosing among drafts; README)
+CANDIDATES: dict[str, int] = {"continue": 4, "infill": 4, "replay": 8}
 
 VERB_DEFAULTS: dict[str, dict[str, Any]] = {
     # anchor 1: on 96 PiJAMA val prompts the median pitch moved 5.0 semitones from the prompt's end

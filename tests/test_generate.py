@@ -494,10 +494,10 @@ def test_improvise_keeps_the_tune_on_top_through_every_pass_unless_freed(pair, p
     shown, after, live = [], [], {}
     rows_for = engine_mod.Engine.rows_for
 
-    def spy_rows(self, piece, targets, names, cond, rng, right_context=None, harmonize=False, inputs=None):
+    def spy_rows(self, piece, targets, names, cond, rng, right_context=None, harmonize=False, inputs=None, bias=None):
         shown.append((names[0], inputs))
         live["piece"] = piece
-        return rows_for(self, piece, targets, names, cond, rng, right_context, harmonize, inputs)
+        return rows_for(self, piece, targets, names, cond, rng, right_context, harmonize, inputs, bias)
 
     monkeypatch.setattr(engine_mod.Engine, "rows_for", spy_rows)
     kept = tasks.improvise(piece40, plan="improvnet", seed=2, preserve_structure=0, model=pair,

@@ -106,3 +106,46 @@ def test_the_anchor_keeps_a_continuation_in_the_register_of_its_prompt():
 
     free, anchored = outside(0.0), outside(3.0)
     assert anchored <= 0.02 and anchored <= free, (anchored, free)
+
+
+def _chroma_r(a: Notes, b: Notes) -> float:
+    """Correlation of two windows' pitch-class profiles (sounding time, as guide_bias counts it)."""
+    pa, pb = (np.bincount(n.pitch % 12, weights=np.minimum(n.dur_ms, 2000), minlength=12) for n in (a, b))
+    return float(np.corrcoef(pa, pb)[0, 1])
+
+
+def test_replay_draws_each_window_anew_in_the_harmony_of_the_piece():
+    # improvise(plan="replay"): the first keep_first_s seconds come back exactly; each later window is
+    # new music, and the guide pulls it toward the pitch classes of the window it replaces: on a piece
+    # that moves through keys, new windows follow their own source windows more than with no guide.
+    from tatum.generate.guide import Guide
+    from tatum.generate.tasks import improvise
+
+    rng = np.random.default_rng(3)
+    keys = [0, 7, 2, 9, 4, 11]            # a 5 s window in each key, triads on the beat and a scale line
+    on, du, pi = [], [], []
+    for w, k in enumerate(keys):
+        for beat in range(10):
+            t = w * 5000 + beat * 500
+            triad = [48 + k, 52 + k, 55 + k] if beat % 2 == 0 else [60 + k, 64 + k, 67 + k]
+            for p in triad:
+                on.append(t), du.append(450), pi.append(p)
+            on.append(t + 250), du.append(200), pi.append(72 + k + [0, 2, 4, 5, 7, 9, 11][rng.integers(7)])
+    piece = Notes(np.array(on), np.array(du), np.array(pi), np.full(len(on), 80))
+
+    def replay(guide: Guide) -> Notes:
+        return improvise(piece, plan="replay", guide=guide, keep_first_s=5, candidates=1, seed=4)
+
+    guided, free = replay(Guide()), replay(Guide(0, 0, 0))
+    first = piece.slice(0, 5000)
+    assert np.array_equal(guided.slice(0, 5000).pitch, first.pitch)            # kept exactly
+    assert np.array_equal(guided.slice(0, 5000).onset_ms, first.onset_ms)
+    later = guided.slice(5000, 10**9)
+    assert len(later) >= 20 and np.mean(np.isin(later.onset_ms % 250, [0])) < 0.9   # new notes, not the grid's
+
+    def follows(out: Notes) -> float:
+        return float(np.mean([_chroma_r(piece.slice(w * 5000, w * 5000 + 5000), out.slice(w * 5000, w * 5000 + 5000))
+                              for w in range(1, len(keys))]))
+
+    g, f = follows(guided), follows(free)
+    assert g > 0.5 and g > f + 0.2, (g, f)

@@ -86,7 +86,7 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=No
     if first_s is not None:
         source = source.slice(0, first_s * 1000, clip=True)
 
-    steps = _n_passes(plan, improvise_kw)
+    steps = _n_passes(plan, improvise_kw, source)
     stage("improvise", 0, steps)
     given = {k: v for k, v in (("style", style), ("artist", artist), ("seed", seed)) if v is not None}
     result = improvise(source, plan, **given,
@@ -101,7 +101,9 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=No
     return PipelineResult(source, result, files)
 
 
-def _n_passes(plan: str, kw: dict) -> int:
-    from tatum.generate.tasks import _plan
+def _n_passes(plan: str, kw: dict, source=None) -> int:
+    from tatum.generate.tasks import REPLAY, _plan
 
+    if plan == REPLAY:    # a step per window re-played
+        return max(1, -(-(source.end_ms - source.start_ms - int(kw.get("keep_first_s", 10.0) * 1000)) // 5000))
     return len(_plan(plan, kw.get("rate"), kw.get("passes"), kw.get("corruption")))

@@ -62,14 +62,17 @@ class Setup:
     candidates: int | None = None      # drafts per window; None: the verb's default
     seconds: float | None = None
     data_root: Path | None = None
+    plan: str = "improvnet"            # style-transfer: improvise's plan (ImprovNet's, or replay)
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise TatumError(f"unknown task {self.task!r}; tasks: {', '.join(TASKS)}")
         if self.n < 1:
             raise TatumError(f"--n must be 1 or more, not {self.n}")
+        if self.plan != "improvnet" and self.task != "style-transfer":
+            raise TatumError(f"--plan is style-transfer's; {self.task} has its verb's own")
         if self.candidates is None:
-            self.candidates = CANDIDATES.get(VERB_OF.get(self.task, self.task), 1)
+            self.candidates = CANDIDATES.get(self.plan if self.plan == "replay" else VERB_OF.get(self.task, self.task), 1)
         if int(self.candidates) != self.candidates or self.candidates < 1:
             raise TatumError(f"--candidates must be a whole number, 1 or more, not {self.candidates}")
         if self.candidates > 1 and self.task not in RERANKED:
@@ -333,13 +336,13 @@ def _style_transfer(setup: Setup, notes: Notes, k: int, judges: Judges, artist: 
 
     seen = [measure(notes)]
     t = time.perf_counter()
-    out = improvise(notes, style="jazz", artist=setup.artist, plan="improvnet", seed=setup.seed + k,
+    out = improvise(notes, style="jazz", artist=setup.artist, plan=setup.plan, seed=setup.seed + k,
                     model=setup.model, candidates=setup.candidates, on_notes=lambda _, x: seen.append(measure(x)))
     wall = time.perf_counter() - t
     m = dict(seen[-1]) | {"real_" + key: v for key, v in seen[0].items() if key != "ssm_correlation"}
     m |= {"notes_per_5s": mt.note_density(out), "real_notes_per_5s": mt.note_density(notes),
           "chroma_r": mt.chroma_r(notes, out, notes.start_ms, notes.end_ms)}
-    return PieceResult("", None, "", m, curves, out, notes, ("input", "tatum: after the improvnet plan"), wall)
+    return PieceResult("", None, "", m, curves, out, notes, ("input", f"tatum: after the {setup.plan} plan"), wall)
 
 
 def _harmonize(setup: Setup, notes: Notes, k: int, judges: Judges, artist: str | None) -> PieceResult:

@@ -89,10 +89,20 @@ NOTES = {
                       "defaults (first 10 s and last window kept, the tune kept on top, 5 % of windows kept for "
                       "structure). ImprovNet's SSM is of audio chroma resized to 512 × 512; ours is symbolic "
                       "chroma per 1 s frame, so the two SSM figures compare only roughly.",
+    "style-transfer/replay": "The first {seconds:g} s of each piece → jazz with `tatum.improvise(plan=\"replay\")` and "
+                             "its defaults (first 10 s kept; each later window drawn after the music before it, best "
+                             "of 8, pulled toward the source window's harmony, tune and register). ImprovNet's SSM "
+                             "is of audio chroma resized to 512 × 512; ours is symbolic chroma per 1 s frame.",
     "harmonize": "The skyline (top line) of each performance's first {seconds:g} s, harmonized with `tatum.harmonize"
                  "(style=\"jazz\")` and its defaults. ImprovNet counts chords with chorder (root, quality) over whole "
                  "pieces; we count distinct pitch-class sets of ≥ 3 classes in the excerpt.",
 }
+def _step_name(s) -> str:
+    """What a curve's steps are: passes over the piece, or windows drawn one after another."""
+    passes = s.task == "harmonize" or (s.task == "style-transfer" and s.plan != "replay")
+    return "pass" if passes else "window"
+
+
 COMMON_NOTE = ("Means ± standard deviation over pieces. Measures: `tatum.evaluate.metrics`, "
                "`tatum/models/tatum-classifier` (the classifier `--candidates` reranks with) and "
                "`tatum/models/tatum-judge` (trained apart, another architecture and seed), means over 15 s windows.")
@@ -136,14 +146,14 @@ def markdown(ev: Evaluation) -> str:
                      f"{imp} | {amt} |")
     wall = summ.get("wall_s")
     lines += ["", f"Generation time per piece: {_fmt(wall, '.1f')} s.", "",
-              NOTES[s.task].format(seconds=s.excerpt_s) + " " + COMMON_NOTE
+              NOTES.get(f"{s.task}/{s.plan}", NOTES[s.task]).format(seconds=s.excerpt_s) + " " + COMMON_NOTE
               + (" " + SECTION_NOTE if s.task in ("continuation", "infill") else "")]
     curves = ev.curve_means()
     if curves:
         width = max(len(c) for c in curves.values())
         first = 0 if s.task == "style-transfer" else 1
-        head = "pass" if s.task in ("style-transfer", "harmonize") else "window"
-        lines += ["", f"Per {head} (mean over pieces{'; pass 0 is the input' if first == 0 else ''}):", "",
+        head = _step_name(s)
+        lines += ["", f"Per {head} (mean over pieces{f'; {head} 0 is the input' if first == 0 else ''}):", "",
                   f"| {head} | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
         for i in range(width):
             cells = [("–" if i >= len(c) or c[i] is None else f"{c[i]:.2f}") for c in curves.values()]
@@ -216,7 +226,7 @@ def curves_png(path: Path, ev: Evaluation) -> Path | None:
                     lw=2, ls="--", marker="s", label="the pianist (mean)")
             ax.legend(fontsize=8)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("pass" if ev.setup.task in ("style-transfer", "harmonize") else "window")
+        ax.set_xlabel(_step_name(ev.setup))
         ax.grid(alpha=0.3)
     fig.suptitle(f"tatum evaluate {ev.setup.task}: {ev.model['model']}", fontsize=10)
     fig.tight_layout()

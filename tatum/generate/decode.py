@@ -36,6 +36,9 @@ class Row:
                                        # not ended before it (a change of style is heard at once)
     previous: np.ndarray | None = None  # the tokens of the window just before (its last keys are not
                                         # struck again at once across the boundary)
+    bias: torch.Tensor | None = None    # added at the pitch head: [N_PV], or [S, N_PV] for a note whose
+                                        # onset lies in the s-th of S equal slices of the window
+                                        # (tatum.generate.guide)
 
 
 @dataclass
@@ -415,7 +418,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         grammar.struck_before(r, row.previous)
     gen = gen or sampling.generator()
     alive = torch.arange(n)
-    anchors = _anchors(rows, sampling.anchor)
+    anchors = _pitch_bias(rows, sampling.anchor)
 
     def mixed(logits: torch.Tensor) -> torch.Tensor:
         k = len(alive)
@@ -470,7 +473,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         grammar.advance(dur)
         pv_logits = mixed(model.pv_logits(g, both(dur)))
         if anchors is not None:
-            pv_logits = pv_logits + anchors[alive].to(pv_logits.device)
+            pv_logits = pv_logits + _slice_bias(anchors[alive], onset).to(pv_logits.device)
         if fast:
             pv = pick_part(pv_logits, grammar.pv_allowed(), sampling, gen, V) + tk.PV0
         else:
@@ -486,22 +489,34 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     return [np.array(o, dtype=np.int64) for o in out]
 
 
-def _anchors(rows: list[Row], weight: float) -> torch.Tensor | None:
-    """Each row's `pitch_anchor` [n, N_PV] from the clean notes around its window and those already
-    played in it (None: no anchor asked or none to be had)."""
-    if weight <= 0:
-        return None
+def _pitch_bias(rows: list[Row], anchor: float) -> torch.Tensor | None:
+    """Each row's bias [n, S, N_PV] at the pitch head, S slices of the window in time (1 unless a row's
+    own bias has more): its `pitch_anchor`, from the clean notes around its window and those already
+    played in it, and its own `bias` (None: neither asked or to be had)."""
     out = []
     for r in rows:
-        p = r.enc
-        around = p.events[(p.place >= 2) & (p.place != lay.TARGET_PLACE) & lay.is_note(p.events)]
-        pv = around[:, 2]
-        if r.played is not None and len(r.played):
-            pv = np.concatenate([pv, lay.events_of(r.played)[:, 2]])
-        out.append(pitch_anchor((pv - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW, weight))
+        a = None
+        if anchor > 0:
+            p = r.enc
+            around = p.events[(p.place >= 2) & (p.place != lay.TARGET_PLACE) & lay.is_note(p.events)]
+            pv = around[:, 2]
+            if r.played is not None and len(r.played):
+                pv = np.concatenate([pv, lay.events_of(r.played)[:, 2]])
+            a = pitch_anchor((pv - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW, anchor)
+        if r.bias is not None:
+            a = r.bias if a is None else a + r.bias
+        out.append(None if a is None else a.reshape(-1, tk.N_PV))
     if all(a is None for a in out):
         return None
-    return torch.stack([torch.zeros(tk.N_PV) if a is None else a for a in out])
+    slices = max(len(a) for a in out if a is not None)
+    return torch.stack([torch.zeros(slices, tk.N_PV) if a is None else a.expand(slices, -1) for a in out])
+
+
+def _slice_bias(bias: torch.Tensor, onset: torch.Tensor) -> torch.Tensor:
+    """[k, N_PV]: each row's bias for the slice of the window its note's onset (a token) lies in."""
+    slices = bias.shape[1]
+    at = (onset - tk.ONSET0).clamp(0, tk.N_ONSET - 1) * slices // tk.N_ONSET
+    return bias[torch.arange(len(bias)), at.cpu()]
 
 
 def _answer_mask(rows: list[Row]) -> torch.Tensor | None:

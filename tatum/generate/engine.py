@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import torch
 from tatum import layout
 from tatum import tokenizer as tk
 from tatum.corruption import corrupt, skyline_notes
@@ -47,6 +48,9 @@ PLANS: dict[str, list[Pass]] = {
     # Rewrites everything from scratch around the original's outline.
     "free": [Pass("skyline", 1), Pass("whole_mask", .5), Pass("random", .5)],
 }
+# Not passes: each window drawn anew after the music before it, pulled toward its source
+# (tatum.generate.guide; tatum.generate.tasks.improvise).
+REPLAY = "replay"
 
 
 @dataclass
@@ -93,7 +97,8 @@ class Engine:
 
     def rows_for(self, piece: Piece, targets: list[int], names: list[str], cond: Conditioning,
                  rng: np.random.Generator, right_context: dict[int, list[np.ndarray]] | None = None,
-                 harmonize: bool = False, inputs: dict[int, Notes] | None = None) -> tuple[list[Row], Style]:
+                 harmonize: bool = False, inputs: dict[int, Notes] | None = None,
+                 bias: dict[int, torch.Tensor | None] | None = None) -> tuple[list[Row], Style]:
         rows, style = [], Style()
         L, R = self.context
         for i, name in zip(targets, names):
@@ -117,7 +122,7 @@ class Engine:
                     melody[o] = max(p, melody.get(o, 0))
                 melody = thin_onsets(melody, self.chord_gap_ms // tk.GRID_MS)
             rows.append(Row(enc, melody, pace=Pace.from_tokens(self.tok, style_ids[2], style_ids[3], self.detached),
-                            previous=piece.windows[i - 1] if i > 0 else None))
+                            previous=piece.windows[i - 1] if i > 0 else None, bias=(bias or {}).get(i)))
         return rows, style
 
     def decode(self, rows: list[Row], style: Style, salt: int, per: int = 1) -> list[np.ndarray]:
@@ -135,8 +140,10 @@ class Engine:
     def run_pass(self, piece: Piece, p: Pass, cond: Conditioning, targets: list[int], seed: int,
                  order: str = "parallel", harmonize: bool = False,
                  right_context: dict[int, list[np.ndarray]] | None = None,
-                 inputs: dict[int, Notes] | None = None) -> list[int]:
-        """Refine `targets` (window indices) in place; returns those refined."""
+                 inputs: dict[int, Notes] | None = None,
+                 bias: dict[int, torch.Tensor | None] | None = None) -> list[int]:
+        """Refine `targets` (window indices) in place; returns those refined. `bias` adds to a
+        window's pitch head (`tatum.generate.guide`)."""
         rng = np.random.default_rng(seed)
         names = [self.tok.corruptions[rng.integers(len(self.tok.corruptions))] if p.corruption == "random"
                  else p.corruption for _ in targets]
@@ -145,7 +152,7 @@ class Engine:
         groups = [targets] if order == "parallel" else [[t] for t in targets]
         for g, group in enumerate(groups):
             gnames = [names[targets.index(t)] for t in group]
-            rows, style = self.rows_for(piece, group, gnames, cond, rng, right_context, harmonize, inputs)
+            rows, style = self.rows_for(piece, group, gnames, cond, rng, right_context, harmonize, inputs, bias)
             for t, ids in zip(group, self.decode_best(piece, group, rows, style, salt=seed * 1009 + g)):
                 piece.windows[t] = tk.encode_segment(tk.decode_segment(ids))
         return targets
@@ -224,7 +231,7 @@ def check_plan(plan: list[Pass], tok: Tokenizer) -> None:
             try:
                 token_name(p.corruption)      # one of the user's, registered
             except TatumError:
-                raise TatumError(f"unknown plan or corruption {p.corruption!r}; plans: {', '.join(PLANS)}; "
+                raise TatumError(f"unknown plan or corruption {p.corruption!r}; plans: {', '.join([*PLANS, REPLAY])}; "
                                  f"corruptions: {', '.join(CORRUPTIONS)}, random (one of your own: "
                                  "@register it, and on the command line --plugin FILE.py)") from None
         if not 0 <= p.rate <= 1:
@@ -243,7 +250,7 @@ def parse_plan(spec: str) -> list[Pass]:
         except ValueError:
             raise TatumError(f"bad pass {part!r}: write corruption:rate, e.g. skyline:1") from None
     if not passes:
-        raise TatumError(f"empty plan {spec!r}; known plans: {', '.join(PLANS)}")
+        raise TatumError(f"empty plan {spec!r}; known plans: {', '.join([*PLANS, REPLAY])}")
     return passes
 
 

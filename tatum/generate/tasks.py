@@ -13,7 +13,8 @@ import numpy as np
 from tatum import tokenizer as tk
 from tatum.corruption import group_onsets, skyline_notes
 from tatum.errors import TatumError
-from tatum.generate.engine import Engine, Pass, Piece, parse_plan, run_plan
+from tatum.generate.engine import REPLAY, Engine, Pass, Piece, parse_plan, run_plan
+from tatum.generate.guide import Guide, guide_bias
 from tatum.generate.splice import restore
 from tatum.generate.structure import preserved_segments
 from tatum.notes import Notes
@@ -104,8 +105,8 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
               sampling: Sampling | None = None, rate: float | None = None, passes: int | None = None,
               corruption: str | None = None, context: tuple[int, int] = (5, 5), keep_first_s: float = 10.0,
               keep_last: bool = True, preserve_structure: float = 0.05, order: str = "parallel",
-              keep_melody: bool = True, model=None, candidates: int = 1, reranker=None,
-              on_pass: Callable[[int, int], None] | None = None,
+              keep_melody: bool = True, model=None, candidates: int | None = None, reranker=None,
+              guide: Guide | None = None, on_pass: Callable[[int, int], None] | None = None,
               on_notes: Callable[[int, Notes], None] | None = None, **options) -> Notes:
     """Re-play a piece in another style by corruption–refinement passes (ImprovNet's recipe by default).
 
@@ -122,6 +123,14 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
     own self-similarity (`tatum.evaluate.rerank`; `reranker` replaces that chooser). `on_notes(k,
     notes)` sees the whole piece after each pass.
 
+    `plan="replay"` re-plays the piece in the manner asked instead: after the first `keep_first_s`
+    seconds, each window is drawn anew as a continuation of the music before it (best of `candidates`,
+    default `CANDIDATES["replay"]`), pulled toward the source window's harmony, tune and register by
+    `guide` (`tatum.generate.guide`; density and polyphony "source" mean the model's own here). It
+    sounds far more like the pianist and like real music, and follows the piece more loosely (README,
+    "Re-play in a pianist's manner"); `rate`, `passes`, `corruption`, `keep_last`,
+    `preserve_structure`, `order` and `keep_melody` do not apply to it.
+
     Notes outside the rewritten windows, and notes a pass gave back as they were (the tune on top),
     are the input's own notes, exactly (`tatum.generate.splice`).
     """
@@ -131,6 +140,11 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
     _at_least(preserve_structure, 0, "preserve_structure", 1)
     if min(context) < 0:
         raise TatumError(f"context must be 0 or more windows on each side, not {context}")
+    if plan == REPLAY:
+        eng, cond = _engine(model, options, "improvise", conditioning, sampling, (context[0], 0))
+        k = CANDIDATES[REPLAY] if candidates is None else candidates
+        return _replay(notes, eng, cond, keep_first_s, guide or Guide(), k, reranker, on_pass, on_notes)
+    candidates = 1 if candidates is None else candidates
     steps = _plan(plan, rate, passes, corruption)
     eng, cond = _engine(model, options, "improvise", conditioning, sampling, context)
     # a classical piece at its own pace re-played with its notes held as the piece held them sounded
@@ -149,6 +163,30 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
     run_plan(eng, piece, steps, cond, start=start, stop=stop, keep=keep, seed=_seed(eng.sampling.seed),
              order=order, melody=melody, on_pass=_passed(piece, notes, on_pass, on_notes))
     return restore(notes, piece.notes(), piece.origin_ms)
+
+
+def _replay(notes: Notes, eng: Engine, cond: Conditioning, keep_first_s: float, guide: Guide, candidates: int,
+            reranker, on_pass, on_notes) -> Notes:
+    """improvise(plan="replay"): the windows after the first `keep_first_s` seconds drawn one by one
+    after the music before them, each pulled toward the window of `notes` it replaces."""
+    piece = Piece.from_notes(notes)
+    n = len(piece)
+    start = min(int(math.ceil(keep_first_s * 1000 / tk.SEGMENT_MS)), n - 1)
+    sources = [piece.window_notes(i) for i in range(n)]
+    piece.windows[start:] = [np.zeros(0, np.int64) for _ in range(start, n)]
+    # "source" is the piece's texture, which a pianist's manner replaces: the model's own here
+    cond = cond.replace(**{k: None for k in ("density", "polyphony") if getattr(cond, k) == "source"})
+    _rerank(eng, candidates, reranker, cond)
+    s = _seed(eng.sampling.seed)
+    for k, i in enumerate(range(start, n)):
+        eng.run_pass(piece, Pass("whole_mask"), cond, [i], seed=s + k, right_context={i: []},
+                     bias={i: guide_bias(sources[i], guide)})
+        if on_pass is not None:
+            on_pass(k, 1)
+        if on_notes is not None:
+            on_notes(k, restore(notes, piece.notes(), piece.origin_ms))
+    end = notes.end_ms + tk.SEGMENT_MS // 5         # the last window's notes may ring a little past the piece
+    return restore(notes, piece.notes(), piece.origin_ms).slice(-10**9, end, clip=True)
 
 
 def _passed(piece: Piece, original: Notes, on_pass, on_notes) -> Callable[[int, int], None] | None:
