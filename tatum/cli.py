@@ -272,7 +272,7 @@ def improvise_cmd(
     model: Model = None,
 ):
     from tatum.generate.guide import Guide
-    from tatum.generate.tasks import REPLAY, _plan, improvise
+    from tatum.generate.tasks import REPLAY, _plan, improvise, replay_start
 
     check_number("--first", first, above=0)
     check_number("--keep-first", keep_first, 0)
@@ -287,8 +287,9 @@ def improvise_cmd(
     with _Run(inp, out_path, force, png, len(steps), "improvising", wav) as run:
         if first is not None:
             run.notes = run.notes.slice(0, first * 1000)
-        if plan == REPLAY:         # a step per window re-played
-            run.total = max(1, -(-(run.notes.end_ms - run.notes.start_ms - int(keep_first * 1000)) // 5000))
+        if plan == REPLAY and len(run.notes):         # a step per window re-played
+            start, n = replay_start(run.notes, keep_first)
+            run.total = n - start
         result = improvise(run.notes, plan, conditioning=conditioning, sampling=sampling, rate=rate,
                            passes=passes, corruption=corruption, context=(context, context),
                            keep_first_s=keep_first, preserve_structure=preserve_structure,

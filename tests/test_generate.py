@@ -548,6 +548,9 @@ def test_plans_parse_and_bad_plans_are_refused(pair, piece40):
         tasks.improvise(piece40, corruption="scramble", seed=0, model=pair)
     with pytest.raises(TatumError, match="rate"):
         tasks.improvise(piece40, plan="skyline:1.5", seed=0, model=pair)
+    # replay's guide acts at a note model's pitch head; an encoder–decoder would silently ignore it
+    with pytest.raises(TatumError, match="note model"):
+        tasks.improvise(piece40, plan="replay", seed=0, model=pair)
 
 
 def test_an_unknown_corruption_in_a_plan_is_refused_even_if_no_window_is_drawn(pair, piece40):

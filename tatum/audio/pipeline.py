@@ -102,8 +102,11 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=No
 
 
 def _n_passes(plan: str, kw: dict, source=None) -> int:
-    from tatum.generate.tasks import REPLAY, _plan
+    from tatum.generate.tasks import REPLAY, _plan, replay_start
 
     if plan == REPLAY:    # a step per window re-played
-        return max(1, -(-(source.end_ms - source.start_ms - int(kw.get("keep_first_s", 10.0) * 1000)) // 5000))
+        if not len(source):
+            return 1
+        start, n = replay_start(source, kw.get("keep_first_s", 10.0))
+        return n - start
     return len(_plan(plan, kw.get("rate"), kw.get("passes"), kw.get("corruption")))

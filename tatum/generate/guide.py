@@ -47,8 +47,8 @@ def guide_bias(source: Notes, guide: Guide) -> torch.Tensor | None:
     held = np.bincount(source.pitch % 12, weights=np.minimum(source.dur_ms, MAX_HELD_MS), minlength=12)
     bias = np.tile(guide.harmony * (held[keys % 12] / max(held.max(), 1e-9) - 1), (SLICES, 1))
     width = tk.SEGMENT_MS / SLICES
-    for on, dur, pitch in zip(*(skyline_notes(source).onset_ms, skyline_notes(source).dur_ms,
-                                skyline_notes(source).pitch)):
+    tune = skyline_notes(source)
+    for on, dur, pitch in zip(tune.onset_ms, tune.dur_ms, tune.pitch):
         first = int(np.clip((on - width) // width, 0, SLICES - 1))
         last = int(np.clip((on + min(dur, 2 * width)) // width, first, SLICES - 1))
         bias[first:last + 1, pitch - tk.PIANO_LOW] += guide.tune

@@ -15,6 +15,7 @@ from tatum.corruption import group_onsets, skyline_notes
 from tatum.errors import TatumError
 from tatum.generate.engine import REPLAY, Engine, Pass, Piece, parse_plan, run_plan
 from tatum.generate.guide import Guide, guide_bias
+from tatum.model.notelm import NoteLM
 from tatum.generate.splice import restore
 from tatum.generate.structure import preserved_segments
 from tatum.notes import Notes
@@ -106,7 +107,7 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
               corruption: str | None = None, context: tuple[int, int] = (5, 5), keep_first_s: float = 10.0,
               keep_last: bool = True, preserve_structure: float = 0.05, order: str = "parallel",
               keep_melody: bool = True, model=None, candidates: int | None = None, reranker=None,
-              guide: Guide | None = None, on_pass: Callable[[int, int], None] | None = None,
+              guide: Guide | float | None = None, on_pass: Callable[[int, int], None] | None = None,
               on_notes: Callable[[int, Notes], None] | None = None, **options) -> Notes:
     """Re-play a piece in another style by corruption–refinement passes (ImprovNet's recipe by default).
 
@@ -142,8 +143,12 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
         raise TatumError(f"context must be 0 or more windows on each side, not {context}")
     if plan == REPLAY:
         eng, cond = _engine(model, options, "improvise", conditioning, sampling, (context[0], 0))
+        if not isinstance(eng.model, NoteLM):
+            raise TatumError("--plan replay needs a note model (NoteLM, e.g. tatum-note): this one would "
+                             "ignore the guide")
+        guide = Guide() if guide is None else guide if isinstance(guide, Guide) else Guide().scaled(float(guide))
         k = CANDIDATES[REPLAY] if candidates is None else candidates
-        return _replay(notes, eng, cond, keep_first_s, guide or Guide(), k, reranker, on_pass, on_notes)
+        return _replay(notes, eng, cond, keep_first_s, guide, k, reranker, on_pass, on_notes)
     candidates = 1 if candidates is None else candidates
     steps = _plan(plan, rate, passes, corruption)
     eng, cond = _engine(model, options, "improvise", conditioning, sampling, context)
@@ -165,28 +170,38 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
     return restore(notes, piece.notes(), piece.origin_ms)
 
 
+def replay_start(notes: Notes, keep_first_s: float) -> tuple[int, int]:
+    """(first window re-played, windows) of `notes` under improvise(plan="replay"): at least the last
+    window is re-played, however long `keep_first_s`."""
+    n = len(tk.split_segments(notes, notes.start_ms))
+    return min(int(math.ceil(keep_first_s * 1000 / tk.SEGMENT_MS)), n - 1), n
+
+
 def _replay(notes: Notes, eng: Engine, cond: Conditioning, keep_first_s: float, guide: Guide, candidates: int,
             reranker, on_pass, on_notes) -> Notes:
     """improvise(plan="replay"): the windows after the first `keep_first_s` seconds drawn one by one
     after the music before them, each pulled toward the window of `notes` it replaces."""
     piece = Piece.from_notes(notes)
-    n = len(piece)
-    start = min(int(math.ceil(keep_first_s * 1000 / tk.SEGMENT_MS)), n - 1)
+    start, n = replay_start(notes, keep_first_s)
     sources = [piece.window_notes(i) for i in range(n)]
     piece.windows[start:] = [np.zeros(0, np.int64) for _ in range(start, n)]
     # "source" is the piece's texture, which a pianist's manner replaces: the model's own here
     cond = cond.replace(**{k: None for k in ("density", "polyphony") if getattr(cond, k) == "source"})
     _rerank(eng, candidates, reranker, cond)
     s = _seed(eng.sampling.seed)
+    end = notes.end_ms + tk.SEGMENT_MS // 5         # the last window's notes may ring a little past the piece
+
+    def result() -> Notes:
+        return restore(notes, piece.notes(), piece.origin_ms).slice(-10**9, end, clip=True)
+
     for k, i in enumerate(range(start, n)):
         eng.run_pass(piece, Pass("whole_mask"), cond, [i], seed=s + k, right_context={i: []},
                      bias={i: guide_bias(sources[i], guide)})
         if on_pass is not None:
             on_pass(k, 1)
         if on_notes is not None:
-            on_notes(k, restore(notes, piece.notes(), piece.origin_ms))
-    end = notes.end_ms + tk.SEGMENT_MS // 5         # the last window's notes may ring a little past the piece
-    return restore(notes, piece.notes(), piece.origin_ms).slice(-10**9, end, clip=True)
+            on_notes(k, result())
+    return result()
 
 
 def _passed(piece: Piece, original: Notes, on_pass, on_notes) -> Callable[[int, int], None] | None:
