@@ -127,6 +127,7 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
     for r, row in enumerate(rows):
         grammar.struck_before(r, row.previous)
     horizon = _horizons(rows)
+    bias = _pitch_bias(rows, 0.0)      # the rows' own (the anchor reads a NoteLM's layout)
     for r in rows:
         r.ended = False
     for _ in range(limit - len(played[0])):
@@ -136,6 +137,10 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
         k = len(alive)
         if guided:
             logits = (1 + sampling.guidance) * logits[:k] - sampling.guidance * logits[k:]
+        if bias is not None:      # at a pitch-velocity token, the bias of the slice its onset lies in
+            at = _slice_bias(bias[alive], grammar.last_onset + tk.ONSET0) * (grammar.state == 2)[:, None]
+            logits = torch.cat([logits[:, :tk.PV0], logits[:, tk.PV0:tk.PV0 + tk.N_PV] + at.to(logits.device),
+                                logits[:, tk.PV0 + tk.N_PV:]], dim=1)
         nxt = pick(grammar.adjust(logits), grammar.allowed(), sampling, gen)
         grammar.advance(nxt)
         ended = nxt == tk.EOS

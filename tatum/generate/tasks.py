@@ -15,7 +15,6 @@ from tatum.corruption import group_onsets, skyline_notes
 from tatum.errors import TatumError
 from tatum.generate.engine import REPLAY, Engine, Pass, Piece, parse_plan, run_plan
 from tatum.generate.guide import Guide, guide_bias
-from tatum.model.notelm import NoteLM
 from tatum.generate.splice import restore
 from tatum.generate.structure import preserved_segments
 from tatum.notes import Notes
@@ -143,9 +142,6 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
         raise TatumError(f"context must be 0 or more windows on each side, not {context}")
     if plan == REPLAY:
         eng, cond = _engine(model, options, "improvise", conditioning, sampling, (context[0], 0))
-        if not isinstance(eng.model, NoteLM):
-            raise TatumError("--plan replay needs a note model (NoteLM, e.g. tatum-note): this one would "
-                             "ignore the guide")
         guide = Guide() if guide is None else guide if isinstance(guide, Guide) else Guide().scaled(float(guide))
         k = CANDIDATES[REPLAY] if candidates is None else candidates
         return _replay(notes, eng, cond, keep_first_s, guide, k, reranker, on_pass, on_notes)
