@@ -125,10 +125,10 @@ def test_notes_go_out_on_time_as_midi_bytes_and_the_players_notes_come_in(jack, 
 # Start, then 24 clocks per beat on its own schedule; it prints when it sent Start (benchmarks/sync.py).
 
 
-def _jam_to_a_daws_midi_clock(client: str, out: Path) -> tuple[list, float, float, float]:
+def _jam_to_a_daws_midi_clock(client: str, out: Path) -> tuple[list, float, float, float, int]:
     """A jam synced to a DAW sending MIDI clock at 100 bpm (a process of its own), for 2 s after its
-    start, saved to `out`: the note-ons the DAW heard, the DAW's clock origin, the jam's first beat and
-    the tempo it read from the clock."""
+    start, saved to `out`: the note-ons the DAW heard, the DAW's clock origin, the jam's first beat,
+    the tempo it read from the clock and the notes the scheduler dropped as late."""
     jam = Jam(MockStream(step_ms=250), Controls(),
               JamOptions(chunk_s=0.5, buffer_s=1.0, sync="midi-clock", quantize_beats=0.25, midi_api="jack",
                          client=client))
@@ -149,14 +149,14 @@ def _jam_to_a_daws_midi_clock(client: str, out: Path) -> tuple[list, float, floa
         daw.wait(5)
         jam.close()
         rx.close()
-    return rx.note_ons(), t0, jam.clock.beat0, bpm
+    return rx.note_ons(), t0, jam.clock.beat0, bpm, jam.scheduler.stats.late_notes
 
 
 def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
     # A loaded 2-core machine may hold notes back, or JACK lose the MIDI of a cycle it missed, in one
     # run (a lost Start or clocks too uneven to recount); a fault of the jam's would show in every run.
     for attempt in range(3):
-        ons, t0, beat0, bpm = _jam_to_a_daws_midi_clock(f"tatum-t2{'abc'[attempt]}",
+        ons, t0, beat0, bpm, late = _jam_to_a_daws_midi_clock(f"tatum-t2{'abc'[attempt]}",
                                                         tmp_path / f"jam{attempt}.mid")
         assert len(ons) >= 6
         # where each note arrived on the DAW's timeline (clock k is due at t0 + k · 25 ms), in ms
@@ -166,7 +166,9 @@ def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
             break
     assert abs(bpm - 100) <= 2 and steady(rel) and phase < 25, (bpm, rel, phase)
     first_beat = np.round(arrivals[0] / 150) / 4
-    assert first_beat == beat0
+    # the first note on the jam's first beat, unless the scheduler dropped the first as due more than
+    # late_ms ago (a loaded machine; CI once lost two): then as many notes later (250 ms ≤ half a beat)
+    assert first_beat == beat0 or 0 < first_beat - beat0 <= 0.5 * late, (first_beat, beat0, late)
     # the recording's notes sit on sixteenths of its 100 bpm tempo map
     from symusic import Score
 
