@@ -178,9 +178,10 @@ def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
     assert np.all(np.abs(t - np.round(t / 120) * 120) <= 2)          # (1 tick = 1.25 ms; times are whole ms)
 
 
-def _jam_to_a_link_session(client: str, out: Path) -> tuple[np.ndarray, float]:
+def _jam_to_a_link_session(client: str, out: Path) -> tuple[np.ndarray, float, int]:
     """A jam joined to a Link session at 100 bpm that speeds up to 130 mid-jam, saved to `out`: where on
-    the session's timeline (in sixteenths) each note-on arrived, and the jam's first beat."""
+    the session's timeline (in sixteenths) each note-on arrived, the jam's first beat and the notes the
+    scheduler dropped as late."""
     from tatum.realtime.transport import LinkTransport
 
     daw = LinkTransport(bpm=100)
@@ -212,20 +213,21 @@ def _jam_to_a_link_session(client: str, out: Path) -> tuple[np.ndarray, float]:
         jam.close()
         rx.close()
         daw.close()
-    return np.array(sixteenths), jam.clock.beat0
+    return np.array(sixteenths), jam.clock.beat0, jam.scheduler.stats.late_notes
 
 
 def test_link_tempo_and_phase_follow_the_session(jack, tmp_path):
     pytest.importorskip("aalink")
     for attempt in range(3):           # as the MIDI-clock test: a loaded machine may spoil one run
-        s, beat0 = _jam_to_a_link_session(f"tatum-t3{'abc'[attempt]}", tmp_path / f"jam{attempt}.mid")
+        s, beat0, late = _jam_to_a_link_session(f"tatum-t3{'abc'[attempt]}", tmp_path / f"jam{attempt}.mid")
         assert len(s) >= 6
         rel, phase = on_grid(s * 150, 150)                     # on the DAW's 16th grid (ms at 100 bpm)
         if steady(rel) and phase < 25:
             break
     assert steady(rel) and phase < 25, (rel, phase)
     assert np.all(np.diff(np.round(s)) > 0)
-    assert np.round(s[0]) / 4 == beat0 and beat0 % 4 == 0
+    first = np.round(s[0]) / 4          # (as the MIDI-clock test: later only by notes dropped as late)
+    assert beat0 % 4 == 0 and (first == beat0 or 0 < first - beat0 <= 0.5 * late), (first, beat0, late)
     from symusic import Score
 
     score = Score(str(tmp_path / f"jam{attempt}.mid"))
