@@ -272,7 +272,7 @@ def improvise_cmd(
     model: Model = None,
 ):
     from tatum.generate.guide import Guide
-    from tatum.generate.tasks import REPLAY, _plan, improvise, replay_start
+    from tatum.generate.tasks import REPLAY, _plan, improvise, improvise_steps
 
     check_number("--first", first, above=0)
     check_number("--keep-first", keep_first, 0)
@@ -283,13 +283,12 @@ def improvise_cmd(
     check_number("--candidates", candidates, 1, 64)
     check_number("--guide", guide, 0, 3)
     load_plugins(plugin)
-    steps = [] if plan == REPLAY else _plan(plan, rate, passes, corruption)
-    with _Run(inp, out_path, force, png, len(steps), "improvising", wav) as run:
+    if plan != REPLAY:
+        _plan(plan, rate, passes, corruption)      # a bad plan is refused before the input is read
+    with _Run(inp, out_path, force, png, 0, "improvising", wav) as run:
         if first is not None:
             run.notes = run.notes.slice(0, first * 1000)
-        if plan == REPLAY and len(run.notes):         # a step per window re-played
-            start, n = replay_start(run.notes, keep_first)
-            run.total = n - start
+        run.total = improvise_steps(run.notes, plan, rate, passes, corruption, keep_first)
         result = improvise(run.notes, plan, conditioning=conditioning, sampling=sampling, rate=rate,
                            passes=passes, corruption=corruption, context=(context, context),
                            keep_first_s=keep_first, preserve_structure=preserve_structure,

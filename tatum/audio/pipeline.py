@@ -47,7 +47,7 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=No
     defaults)."""
     from tatum.audio.render import find_soundfont, write_wav
     from tatum.audio.transcribe import transcribe
-    from tatum.generate.tasks import improvise
+    from tatum.generate.tasks import improvise, improvise_steps
     from tatum.io import atomic_output, check_writable
     from tatum.plot import piano_roll
 
@@ -86,7 +86,8 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=No
     if first_s is not None:
         source = source.slice(0, first_s * 1000, clip=True)
 
-    steps = _n_passes(plan, improvise_kw, source)
+    steps = improvise_steps(source, plan, improvise_kw.get("rate"), improvise_kw.get("passes"),
+                            improvise_kw.get("corruption"), improvise_kw.get("keep_first_s", 10.0))
     stage("improvise", 0, steps)
     given = {k: v for k, v in (("style", style), ("artist", artist), ("seed", seed)) if v is not None}
     result = improvise(source, plan, **given,
@@ -99,14 +100,3 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=No
     piano_roll(files["png"], result, source, titles=("before", "after"))
     stage("plot", 1, 1)
     return PipelineResult(source, result, files)
-
-
-def _n_passes(plan: str, kw: dict, source=None) -> int:
-    from tatum.generate.tasks import REPLAY, _plan, replay_start
-
-    if plan == REPLAY:    # a step per window re-played
-        if not len(source):
-            return 1
-        start, n = replay_start(source, kw.get("keep_first_s", 10.0))
-        return n - start
-    return len(_plan(plan, kw.get("rate"), kw.get("passes"), kw.get("corruption")))

@@ -71,13 +71,11 @@ class Setup:
             raise TatumError(f"--n must be 1 or more, not {self.n}")
         if self.plan != "improvnet" and self.task != "style-transfer":
             raise TatumError(f"--plan is style-transfer's; {self.task} has its verb's own")
-        if self.plan != "replay":
-            from tatum.corruption import CORRUPTIONS
-            from tatum.generate.engine import PLANS, REPLAY, parse_plan
+        if self.plan != "replay":        # refused before any model or data is loaded, as improvise refuses it
+            from tatum.generate.engine import check_plan, parse_plan
+            from tatum.tokenizer import Tokenizer
 
-            unknown = [p.corruption for p in parse_plan(self.plan) if p.corruption not in {*CORRUPTIONS, "random"}]
-            if unknown:
-                raise TatumError(f"unknown plan or corruption {unknown[0]!r}; plans: {', '.join([*PLANS, REPLAY])}")
+            check_plan(parse_plan(self.plan), Tokenizer.default())
         if self.candidates is None:
             self.candidates = CANDIDATES.get(self.plan if self.plan == "replay" else VERB_OF.get(self.task, self.task), 1)
         if int(self.candidates) != self.candidates or self.candidates < 1:

@@ -97,6 +97,8 @@ NOTES = {
                  "(style=\"jazz\")` and its defaults. ImprovNet counts chords with chorder (root, quality) over whole "
                  "pieces; we count distinct pitch-class sets of ≥ 3 classes in the excerpt.",
 }
+
+
 def _step_name(s) -> str:
     """What a curve's steps are: passes over the piece, or windows drawn one after another."""
     passes = s.task == "harmonize" or (s.task == "style-transfer" and s.plan != "replay")

@@ -137,10 +137,11 @@ def decode_rows(model: Seq2Seq, rows: list[Row], sampling: Sampling, style: Styl
         k = len(alive)
         if guided:
             logits = (1 + sampling.guidance) * logits[:k] - sampling.guidance * logits[k:]
-        if bias is not None:      # at a pitch-velocity token, the bias of the slice its onset lies in
-            at = _slice_bias(bias[alive], grammar.last_onset + tk.ONSET0) * (grammar.state == 2)[:, None]
-            logits = torch.cat([logits[:, :tk.PV0], logits[:, tk.PV0:tk.PV0 + tk.N_PV] + at.to(logits.device),
-                                logits[:, tk.PV0 + tk.N_PV:]], dim=1)
+        at_pv = grammar.state == 2
+        if bias is not None and at_pv.any():   # the bias of the slice the note's onset lies in
+            logits = logits.clone()
+            logits[:, tk.PV0:tk.PV0 + tk.N_PV] += (_slice_bias(bias[alive], grammar.last_onset + tk.ONSET0)
+                                                   * at_pv[:, None]).to(logits.device)
         nxt = pick(grammar.adjust(logits), grammar.allowed(), sampling, gen)
         grammar.advance(nxt)
         ended = nxt == tk.EOS

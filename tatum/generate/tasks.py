@@ -166,6 +166,17 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
     return restore(notes, piece.notes(), piece.origin_ms)
 
 
+def improvise_steps(notes: Notes, plan: str, rate: float | None = None, passes: int | None = None,
+                    corruption: str | None = None, keep_first_s: float = 10.0) -> int:
+    """How many times `improvise` calls `on_pass`: once per pass, or per window replay draws."""
+    if plan != REPLAY:
+        return len(_plan(plan, rate, passes, corruption))
+    if not len(notes):
+        return 1
+    start, n = replay_start(notes, keep_first_s)
+    return n - start
+
+
 def replay_start(notes: Notes, keep_first_s: float) -> tuple[int, int]:
     """(first window re-played, windows) of `notes` under improvise(plan="replay"): at least the last
     window is re-played, however long `keep_first_s`."""
@@ -182,7 +193,7 @@ def _replay(notes: Notes, eng: Engine, cond: Conditioning, keep_first_s: float, 
     sources = [piece.window_notes(i) for i in range(n)]
     piece.windows[start:] = [np.zeros(0, np.int64) for _ in range(start, n)]
     # "source" is the piece's texture, which a pianist's manner replaces: the model's own here
-    cond = cond.replace(**{k: None for k in ("density", "polyphony") if getattr(cond, k) == "source"})
+    cond = _source_buckets(cond, None)
     _rerank(eng, candidates, reranker, cond)
     s = _seed(eng.sampling.seed)
     end = notes.end_ms + tk.SEGMENT_MS // 5         # the last window's notes may ring a little past the piece
