@@ -33,7 +33,7 @@ DEMO_IN ?= $(DATA)/pianolatron/midi/exp/xy699sy1462_exp.mid
 demo: venv
 	@test -f $(DEMO_IN) || { echo "make demo: $(DEMO_IN) not found (set DATA=... or DEMO_IN=...)"; exit 2; }
 	$(VENV)/bin/tatum improvise $(DEMO_IN) -o $(OUT)/humoresque-tatum.mid --first 60 --style jazz \
-		--artist "Art Tatum" --plan replay --seed 1 --png $(OUT)/humoresque-tatum.png --wav $(OUT)/humoresque-tatum.wav --force
+		--artist "Art Tatum" --seed 1 --png $(OUT)/humoresque-tatum.png --wav $(OUT)/humoresque-tatum.wav --force
 	@echo "wrote $(OUT)/humoresque-tatum.mid, .png and .wav"
 
 shards: venv

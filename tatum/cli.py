@@ -245,21 +245,21 @@ def _help(text: str) -> str:
 
 
 @app.command("improvise", help=_help(
-    "Re-play a piece in a style, in the manner of a pianist (ImprovNet's passes).\n\n"
-    "Example: tatum improvise song.mid -o jazz.mid --artist \"Art Tatum\" --plan replay"))
+    "Re-play a piece in a style, or in the manner of a pianist.\n\n"
+    "Example: tatum improvise song.mid -o jazz.mid --artist \"Art Tatum\""))
 @generation_options("improvise")
 def improvise_cmd(
     inp: In,
     out_path: Out,
     conditioning: options.Conditioning,
-    plan: str = opt("improvnet", "improvnet, light, free, replay or skyline:1,…", metavar="PLAN",
-                    show=False),
+    plan: Optional[str] = opt(None, "improvnet (light, free, skyline:1,…) or replay "
+                              "(with --artist).", metavar="PLAN", show=False),
     first: Seconds = None,
     sampling: options.Sampling = None,
     png: Png = None,
     wav: Wav = None,
     force: Force = False,
-    keep_first: float = opt(10.0, "Seconds at the start left as is.", metavar="S", advanced=True),
+    keep_first: Optional[float] = opt(None, "Seconds left as is (10; replay 0).", metavar="S", advanced=True),
     free_melody: bool = opt(False, "Rewrite the tune too (ImprovNet).", "--free-melody", advanced=True),
     preserve_structure: float = opt(0.05, "Share of windows kept at edges.", metavar="F", advanced=True),
     context: int = opt(5, "Windows of context each side.", metavar="N", advanced=True),
@@ -272,7 +272,7 @@ def improvise_cmd(
     model: Model = None,
 ):
     from tatum.generate.guide import Guide
-    from tatum.generate.tasks import REPLAY, _plan, improvise, improvise_steps
+    from tatum.generate.tasks import REPLAY, _plan, improvise, improvise_steps, plan_for
 
     check_number("--first", first, above=0)
     check_number("--keep-first", keep_first, 0)
@@ -283,6 +283,7 @@ def improvise_cmd(
     check_number("--candidates", candidates, 1, 64)
     check_number("--guide", guide, 0, 3)
     load_plugins(plugin)
+    plan = plan or plan_for(conditioning.artist, corruption, rate, passes)
     if plan != REPLAY:
         _plan(plan, rate, passes, corruption)      # a bad plan is refused before the input is read
     with _Run(inp, out_path, force, png, 0, "improvising", wav) as run:
@@ -525,7 +526,8 @@ def pipeline_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the .mid, .wav and "
                                           "before-after.png.")] = ...,
     conditioning: options.Conditioning = None,
-    plan: str = opt("improvnet", "Passes, as for tatum improvise.", metavar="PLAN"),
+    plan: Optional[str] = opt(None, "As for tatum improvise (replay with --artist, else improvnet).",
+                              metavar="PLAN"),
     first: Seconds = None,
     sampling: options.Sampling = None,
     force: Force = False,
@@ -618,7 +620,8 @@ def evaluate_cmd(
     no_pictures: bool = opt(False, "No piano rolls and curves.", "--no-pictures", advanced=True),
     candidates: Annotated[Optional[int], typer.Option(metavar="K", rich_help_panel=ADVANCED, show_default=False,
                                                       help="Best of K drafts per window (default: the verb's).")] = None,
-    plan: str = opt("improvnet", "style-transfer: improvise's plan (or replay).", metavar="PLAN", advanced=True),
+    plan: Optional[str] = opt(None, "style-transfer: improvise's plan (replay with --artist, else improvnet).",
+                              metavar="PLAN", advanced=True),
     model: Model = None,
 ):
     """Run a task on N real pieces with fixed seeds and measure it as ImprovNet did: results.json,

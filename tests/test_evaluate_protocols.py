@@ -181,7 +181,8 @@ def test_infill_measures_20_to_40_s_and_keeps_the_rest(folder, ckpt):
 
 
 def test_style_transfer_measures_the_input_and_every_pass(folder, ckpt):
-    ev = pr.evaluate(setup(folder, "style-transfer", n=1, model=str(ckpt), seconds=20, artist="Art Tatum"))
+    ev = pr.evaluate(setup(folder, "style-transfer", n=1, model=str(ckpt), seconds=20, artist="Art Tatum",
+                           plan="improvnet"))
     c = ev.pieces[0].curves
     assert set(c) == {"P(jazz)", "random-like", "SSM correlation with the input", "P(Art Tatum)",
                       "random-like (judge)"}
@@ -192,6 +193,16 @@ def test_style_transfer_measures_the_input_and_every_pass(folder, ckpt):
         setup(folder, "style-transfer", seconds=20))[0], 20), ev.pieces[0].result))
     assert m["p_artist"] == c["P(Art Tatum)"][-1] and m["real_p_artist"] == c["P(Art Tatum)"][0]
     assert m["judge_random_like"] == c["random-like (judge)"][-1]
+
+
+def test_style_transfer_runs_improvises_default_plan(folder):
+    # replay when a pianist is asked (their manner comes only from re-playing), ImprovNet's passes otherwise
+    assert setup(folder, "style-transfer", artist="Art Tatum").plan == "replay"
+    assert setup(folder, "style-transfer").plan == "improvnet"
+    assert setup(folder, "style-transfer", artist="Art Tatum", plan="light").plan == "light"
+    assert setup(folder).plan is None
+    with pytest.raises(TatumError, match="--plan is style-transfer's"):
+        setup(folder, plan="replay")
 
 
 def test_harmonize_uses_improvnets_polyphony_rate(folder, ckpt):

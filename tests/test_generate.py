@@ -1011,3 +1011,18 @@ def test_replay_guides_an_encoder_decoder_too(pair):
 
     guided, free = in_triad(3.0), in_triad(0.0)
     assert guided >= 0.75 and guided > free + 0.3, (guided, free)
+
+
+def test_a_pianist_asked_is_replayed_from_the_first_window(pair):
+    # with --artist and no plan, improvise re-plays every window (none kept: a kept opening is
+    # continued in its own manner); without one, or with passes described, ImprovNet's passes
+    piece = grid_piece(15, seed=2)
+    steps = []
+    out = tasks.improvise(piece, artist="Art Tatum", candidates=1, seed=3, model=pair,
+                          on_pass=lambda k, n: steps.append(k))
+    assert steps == [0, 1, 2] == list(range(tasks.improvise_steps(piece, tasks.plan_for("Art Tatum"))))
+    assert not same(between(out, 0, 5000), between(piece, 0, 5000))
+    assert tasks.plan_for("Art Tatum") == tasks.REPLAY
+    assert tasks.plan_for(None) == tasks.plan_for("Art Tatum", corruption="skyline") == "improvnet"
+    assert tasks.keep_first_for(tasks.REPLAY, None) == 0 and tasks.keep_first_for("improvnet", None) == 10
+    assert tasks.keep_first_for(tasks.REPLAY, 5.0) == 5.0

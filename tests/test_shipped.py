@@ -62,18 +62,17 @@ def test_each_verb_writes_midi_and_png_with_the_shipped_model(runs, verb):
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
 
 
-def test_improvise_keeps_the_opening_and_the_tune(runs):
+def test_improvise_as_a_pianist_replays_from_the_first_window_in_the_pieces_harmony(runs):
+    # --artist re-plays (plan replay, nothing kept: a kept opening is continued in its own manner);
+    # the guide keeps the new music in the harmony of the piece it replaces
     d, piece = runs["dir"], runs["piece"]
     result = Notes.from_midi(d / "improvise.mid")
     assert runs["out"]["improvise"][2] == 0
-    # The first 10 s are kept as played (to the 10 ms grid).
-    a = piece.slice(0, 9_000, clip=False)
-    b = result.slice(0, 9_000, clip=False)
-    assert abs(len(a) - len(b)) <= 2
-    # And the rest is new music, not a copy.
-    tail_a, tail_b = piece.slice(10_000, 20_000), result.slice(10_000, 20_000)
-    assert set(zip(tail_a.onset_ms.tolist(), tail_a.pitch.tolist())) != set(zip(tail_b.onset_ms.tolist(),
-                                                                                 tail_b.pitch.tolist()))
+    for lo in (0, 10_000):
+        a, b = piece.slice(lo, lo + 10_000), result.slice(lo, lo + 10_000)
+        assert len(b) >= 10
+        assert set(zip(a.onset_ms.tolist(), a.pitch.tolist())) != set(zip(b.onset_ms.tolist(), b.pitch.tolist()))
+    assert _chroma_r(piece, result) > 0.5
 
 
 def test_no_new_note_strikes_a_key_again_within_100_ms(pijama_val_files):

@@ -38,7 +38,7 @@ def planned_outputs(inp: str | os.PathLike | None, out_dir: str | os.PathLike,
 
 def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=None, artist=None, *,
              from_prompt: str | None = None, prompt_seconds: float = 20.0, first_s: float | None = None,
-             plan: str = "improvnet", seed: int | None = None, force: bool = False,
+             plan: str | None = None, seed: int | None = None, force: bool = False,
              soundfont: str | os.PathLike | None = None, on_stage: OnStage | None = None,
              **improvise_kw) -> PipelineResult:
     """Run the whole workflow and write its files into `out_dir`; nothing there is replaced unless
@@ -47,7 +47,7 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=No
     defaults)."""
     from tatum.audio.render import find_soundfont, write_wav
     from tatum.audio.transcribe import transcribe
-    from tatum.generate.tasks import improvise, improvise_steps
+    from tatum.generate.tasks import improvise, improvise_steps, plan_for
     from tatum.io import atomic_output, check_writable
     from tatum.plot import piano_roll
 
@@ -86,8 +86,11 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=No
     if first_s is not None:
         source = source.slice(0, first_s * 1000, clip=True)
 
+    cond = improvise_kw.get("conditioning")
+    plan = plan or plan_for(artist or (cond.artist if cond else None), improvise_kw.get("corruption"),
+                            improvise_kw.get("rate"), improvise_kw.get("passes"))
     steps = improvise_steps(source, plan, improvise_kw.get("rate"), improvise_kw.get("passes"),
-                            improvise_kw.get("corruption"), improvise_kw.get("keep_first_s", 10.0))
+                            improvise_kw.get("corruption"), improvise_kw.get("keep_first_s"))
     stage("improvise", 0, steps)
     given = {k: v for k, v in (("style", style), ("artist", artist), ("seed", seed)) if v is not None}
     result = improvise(source, plan, **given,

@@ -2,8 +2,8 @@
 
 - continuation: the first 20 s of a performance → 15 s generated, against the real next 15 s;
 - infill: 0–20 s and 40–60 s given → 20–40 s generated, against the real 20–40 s;
-- style-transfer: the first 60 s of a piece (pianolatron val) → jazz with the `improvnet` plan,
-  measured after every pass;
+- style-transfer: the first 60 s of a piece (pianolatron val) → jazz with improvise's default plan
+  (ImprovNet's passes; replay when a pianist is asked), measured after every pass or window;
 - harmonize: the skyline of a performance's first 30 s → harmonized, against the pianist's own.
 
 Piece k is generated with seed `seed + k`, so a run repeats exactly. Every measure comes from
@@ -62,16 +62,20 @@ class Setup:
     candidates: int | None = None      # drafts per window; None: the verb's default
     seconds: float | None = None
     data_root: Path | None = None
-    plan: str = "improvnet"            # style-transfer: improvise's plan (ImprovNet's, or replay)
+    plan: str | None = None            # style-transfer: improvise's plan (None: improvise's default)
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise TatumError(f"unknown task {self.task!r}; tasks: {', '.join(TASKS)}")
         if self.n < 1:
             raise TatumError(f"--n must be 1 or more, not {self.n}")
-        if self.plan != "improvnet" and self.task != "style-transfer":
+        if self.plan is not None and self.task != "style-transfer":
             raise TatumError(f"--plan is style-transfer's; {self.task} has its verb's own")
-        if self.plan != "replay":        # refused before any model or data is loaded, as improvise refuses it
+        if self.task == "style-transfer" and self.plan is None:
+            from tatum.generate.tasks import plan_for
+
+            self.plan = plan_for(self.artist)
+        if self.plan not in (None, "replay"):    # refused before any model or data is loaded, as improvise does
             from tatum.generate.engine import check_plan, parse_plan
             from tatum.tokenizer import Tokenizer
 

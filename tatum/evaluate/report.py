@@ -90,9 +90,9 @@ NOTES = {
                       "structure). ImprovNet's SSM is of audio chroma resized to 512 × 512; ours is symbolic "
                       "chroma per 1 s frame, so the two SSM figures compare only roughly.",
     "style-transfer/replay": "The first {seconds:g} s of each piece → jazz with `tatum.improvise(plan=\"replay\")` and "
-                             "its defaults (first 10 s kept; each later window drawn after the music before it, best "
-                             "of 8, pulled toward the source window's harmony, tune and register). ImprovNet's SSM "
-                             "is of audio chroma resized to 512 × 512; ours is symbolic chroma per 1 s frame.",
+                             "its defaults (each window drawn after the music played before it, best of 8, "
+                             "pulled toward the source window's harmony, tune and register). ImprovNet's SSM is of "
+                             "audio chroma resized to 512 × 512; ours is symbolic chroma per 1 s frame.",
     "harmonize": "The skyline (top line) of each performance's first {seconds:g} s, harmonized with `tatum.harmonize"
                  "(style=\"jazz\")` and its defaults. ImprovNet counts chords with chorder (root, quality) over whole "
                  "pieces; we count distinct pitch-class sets of ≥ 3 classes in the excerpt.",

@@ -101,19 +101,20 @@ def _check_length(notes: Notes, what: str = "piece") -> None:
         raise TatumError(f"the {what} is {notes.duration_s:.1f} s long; tatum needs at least one 5 s window")
 
 
-def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, conditioning: Conditioning | None = None,
+def improvise(notes: Notes | str | os.PathLike, plan: str | None = None, *, conditioning: Conditioning | None = None,
               sampling: Sampling | None = None, rate: float | None = None, passes: int | None = None,
-              corruption: str | None = None, context: tuple[int, int] = (5, 5), keep_first_s: float = 10.0,
+              corruption: str | None = None, context: tuple[int, int] = (5, 5), keep_first_s: float | None = None,
               keep_last: bool = True, preserve_structure: float = 0.05, order: str = "parallel",
               keep_melody: bool = True, model=None, candidates: int | None = None, reranker=None,
               guide: Guide | float | None = None, on_pass: Callable[[int, int], None] | None = None,
               on_notes: Callable[[int, Notes], None] | None = None, **options) -> Notes:
-    """Re-play a piece in another style by corruption–refinement passes (ImprovNet's recipe by default).
+    """Re-play a piece in another style: by corruption–refinement passes (ImprovNet's recipe), or with
+    a pianist asked, by re-playing it in their manner (`plan="replay"`; `plan_for`).
 
     What to play toward and how to draw are `conditioning` and `sampling` (tatum.options), or their
     fields as keywords laid over them: `style` and `artist` (a name or a weighted mixture, {"jazz": .7,
     "classical": .3}), `density`, `polyphony`, `temperature`, `top_k`, `top_p`, `guidance`, `seed`. The first
-    `keep_first_s` seconds, the last window (`keep_last`) and the windows at the strongest novelty
+    `keep_first_s` seconds (10 by default), the last window (`keep_last`) and the windows at the strongest novelty
     peaks (`preserve_structure`, a share of the windows) are left as they are. With `keep_melody`,
     skyline passes reharmonize the piece's own tune (kept on top) instead of reinventing it, so the
     later passes vary a piece that is still recognisable.
@@ -123,8 +124,8 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
     own self-similarity (`tatum.evaluate.rerank`; `reranker` replaces that chooser). `on_notes(k,
     notes)` sees the whole piece after each pass.
 
-    `plan="replay"` re-plays the piece in the manner asked instead: after the first `keep_first_s`
-    seconds, each window is drawn anew as a continuation of the music before it (best of `candidates`,
+    `plan="replay"` (the default when a pianist is asked) re-plays the piece in the manner asked
+    instead: after the first `keep_first_s` seconds (none by default), each window is drawn anew as a continuation of the music before it (best of `candidates`,
     default `CANDIDATES["replay"]`), pulled toward the source window's harmony, tune and register by
     `guide` (`tatum.generate.guide`; density and polyphony "source" mean the model's own here). It
     sounds far more like the pianist and like real music, and follows the piece more loosely (README,
@@ -136,6 +137,9 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
     """
     notes = _notes(notes)
     _check_length(notes)
+    if plan is None:
+        plan = plan_for(resolve("improvise", conditioning, sampling, **options)[0].artist, corruption, rate, passes)
+    keep_first_s = keep_first_for(plan, keep_first_s)
     _at_least(keep_first_s, 0, "keep_first_s")
     _at_least(preserve_structure, 0, "preserve_structure", 1)
     if min(context) < 0:
@@ -166,9 +170,24 @@ def improvise(notes: Notes | str | os.PathLike, plan: str = "improvnet", *, cond
     return restore(notes, piece.notes(), piece.origin_ms)
 
 
+def plan_for(artist, corruption: str | None = None, rate: float | None = None, passes: int | None = None) -> str:
+    """improvise's plan when none is named: `replay` when a pianist is asked and no pass is described,
+    as a pianist's manner comes only from re-playing (README, "Re-play in a pianist's manner");
+    ImprovNet's passes otherwise."""
+    return REPLAY if artist and corruption is None and rate is None and passes is None else "improvnet"
+
+
+def keep_first_for(plan: str, keep_first_s: float | None) -> float:
+    """The seconds improvise leaves as they were: as given, else 10 for the passes (ImprovNet's) and
+    none for replay, whose later windows would otherwise continue the source's own manner."""
+    return keep_first_s if keep_first_s is not None else 0.0 if plan == REPLAY else 10.0
+
+
 def improvise_steps(notes: Notes, plan: str, rate: float | None = None, passes: int | None = None,
-                    corruption: str | None = None, keep_first_s: float = 10.0) -> int:
-    """How many times `improvise` calls `on_pass`: once per pass, or per window replay draws."""
+                    corruption: str | None = None, keep_first_s: float | None = None) -> int:
+    """How many times `improvise` calls `on_pass` under `plan` (named): once per pass, or per window
+    replay draws."""
+    keep_first_s = keep_first_for(plan, keep_first_s)
     if plan != REPLAY:
         return len(_plan(plan, rate, passes, corruption))
     if not len(notes):
