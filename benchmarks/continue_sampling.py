@@ -11,7 +11,7 @@ kept, median pitch difference to the prompt's end, bass presence, pulse clarity.
 
     python benchmarks/continue_sampling.py [--n 32] [--seed 100] [--model tatum-note] [--candidates 1]
         [--variants '{"g0": {"guidance": 0}, "g2": {"guidance": 2}}'] [--data-root ../shared/data]
-        [--task style-transfer] [--artist NAME]
+        [--task style-transfer [--plan PLAN]] [--artist NAME]
 
 One JSON object per variant, one per line.
 """
@@ -42,6 +42,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--variants", type=json.loads, default=DEFAULT_VARIANTS)
     ap.add_argument("--data-root", default=str(DEFAULT_DATA))
     ap.add_argument("--task", choices=list(VERB_OF), default="continuation")
+    ap.add_argument("--plan", default=None, help="style-transfer: improvise's plan (default: improvise's)")
     a = ap.parse_args(argv)
     verb = VERB_OF[a.task]
 
@@ -56,7 +57,7 @@ def main(argv=None) -> list[dict]:
             options.VERB_DEFAULTS[verb] = base | changes
             t = time.perf_counter()
             ev = evaluate(Setup(a.task, n=a.n, model=a.model, artist=a.artist, seed=a.seed,
-                                candidates=a.candidates, data_root=a.data_root), classifier=clf)
+                                candidates=a.candidates, data_root=a.data_root, plan=a.plan), classifier=clf)
             s = ev.summary()
             row = {"variant": name, **changes, "pieces": len(ev.pieces), "wall_s": round(time.perf_counter() - t)}
             row |= {k: round(s[k]["mean"], 3) for k in KEYS if k in s and s[k]["mean"] is not None}

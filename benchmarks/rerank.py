@@ -44,6 +44,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--artist", default=None, help='the pianist asked for, e.g. "Art Tatum"')
     ap.add_argument("--seconds", type=float, default=30.0, help="style-transfer excerpt (ImprovNet's is whole pieces)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--plan", default=None, help="style-transfer: improvise's plan (default: improvise's)")
     ap.add_argument("--out", type=Path, default=None, help="also write each run's `tatum evaluate` folder here")
     args = ap.parse_args(argv)
 
@@ -56,7 +57,8 @@ def main(argv=None) -> dict:
         results[task] = {}
         for k in ks:
             setup = Setup(task, n=args.n, model=args.model, artist=args.artist, seed=args.seed, candidates=k,
-                          seconds=args.seconds if task == "style-transfer" else None, data_root=args.data)
+                          seconds=args.seconds if task == "style-transfer" else None, data_root=args.data,
+                          plan=args.plan if task == "style-transfer" else None)
             t = time.perf_counter()
             ev = evaluate(setup)
             total = time.perf_counter() - t

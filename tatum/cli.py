@@ -252,8 +252,8 @@ def improvise_cmd(
     inp: In,
     out_path: Out,
     conditioning: options.Conditioning,
-    plan: Optional[str] = opt(None, "improvnet (light, free, skyline:1,…) or replay "
-                              "(with --artist).", metavar="PLAN", show=False),
+    plan: Optional[str] = opt(None, "improvnet, light, free or replay (--artist).",
+                              metavar="PLAN", show=False),
     first: Seconds = None,
     sampling: options.Sampling = None,
     png: Png = None,
@@ -283,7 +283,7 @@ def improvise_cmd(
     check_number("--candidates", candidates, 1, 64)
     check_number("--guide", guide, 0, 3)
     load_plugins(plugin)
-    plan = plan or plan_for(conditioning.artist, corruption, rate, passes)
+    plan = plan if plan is not None else plan_for(conditioning.artist, corruption, rate, passes, not free_melody)
     if plan != REPLAY:
         _plan(plan, rate, passes, corruption)      # a bad plan is refused before the input is read
     with _Run(inp, out_path, force, png, 0, "improvising", wav) as run:
@@ -526,8 +526,7 @@ def pipeline_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the .mid, .wav and "
                                           "before-after.png.")] = ...,
     conditioning: options.Conditioning = None,
-    plan: Optional[str] = opt(None, "As for tatum improvise (replay with --artist, else improvnet).",
-                              metavar="PLAN"),
+    plan: Optional[str] = opt(None, "As for tatum improvise.", metavar="PLAN"),
     first: Seconds = None,
     sampling: options.Sampling = None,
     force: Force = False,
@@ -546,7 +545,7 @@ def pipeline_cmd(
     check_number("--prompt-seconds", prompt_seconds, hi=600, above=0)
     load_plugins(plugin)
     labels = {"prompt": "making audio (Magenta RT)", "transcribe": "transcribing (s)",
-              "improvise": "improvising (passes)", "render": "rendering (s)", "plot": "piano roll"}
+              "improvise": "improvising", "render": "rendering (s)", "plot": "piano roll"}
     progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), TaskProgressColumn(),
                         TimeElapsedColumn(), console=console)
     tasks: dict[str, int] = {}
@@ -620,8 +619,9 @@ def evaluate_cmd(
     no_pictures: bool = opt(False, "No piano rolls and curves.", "--no-pictures", advanced=True),
     candidates: Annotated[Optional[int], typer.Option(metavar="K", rich_help_panel=ADVANCED, show_default=False,
                                                       help="Best of K drafts per window (default: the verb's).")] = None,
-    plan: Optional[str] = opt(None, "style-transfer: improvise's plan (replay with --artist, else improvnet).",
-                              metavar="PLAN", advanced=True),
+    plan: Optional[str] = opt(None, "style-transfer: improvise's plan.", metavar="PLAN", advanced=True),
+    keep_first: Optional[float] = opt(None, "style-transfer: improvise's --keep-first.", metavar="S",
+                                      advanced=True),
     model: Model = None,
 ):
     """Run a task on N real pieces with fixed seeds and measure it as ImprovNet did: results.json,
@@ -640,7 +640,7 @@ def evaluate_cmd(
         raise TatumError("folder is not empty (use --force to write into it)", out_dir)
     if task == "nll":
         return _evaluate_nll(data, n, model, artist, out_dir)
-    setup = Setup(task, data, n, model, artist, seed, candidates, seconds, data_root, plan)
+    setup = Setup(task, data, n, model, artist, seed, candidates, seconds, data_root, plan, keep_first)
     progress = None
 
     def on_piece(done: int, total: int, title: str) -> None:

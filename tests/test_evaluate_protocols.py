@@ -203,6 +203,10 @@ def test_style_transfer_runs_improvises_default_plan(folder):
     assert setup(folder).plan is None
     with pytest.raises(TatumError, match="--plan is style-transfer's"):
         setup(folder, plan="replay")
+    with pytest.raises(TatumError, match="--keep-first is style-transfer's"):
+        setup(folder, keep_first=10)
+    with pytest.raises(TatumError, match="--keep-first must be 0–600"):
+        setup(folder, "style-transfer", keep_first=-1)
 
 
 def test_harmonize_uses_improvnets_polyphony_rate(folder, ckpt):

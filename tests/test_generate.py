@@ -1024,5 +1024,6 @@ def test_a_pianist_asked_is_replayed_from_the_first_window(pair):
     assert not same(between(out, 0, 5000), between(piece, 0, 5000))
     assert tasks.plan_for("Art Tatum") == tasks.REPLAY
     assert tasks.plan_for(None) == tasks.plan_for("Art Tatum", corruption="skyline") == "improvnet"
+    assert tasks.plan_for({"Art Tatum": 1.0}, keep_melody=False) == "improvnet"     # --free-melody: passes
     assert tasks.keep_first_for(tasks.REPLAY, None) == 0 and tasks.keep_first_for("improvnet", None) == 10
     assert tasks.keep_first_for(tasks.REPLAY, 5.0) == 5.0

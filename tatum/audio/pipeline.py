@@ -48,6 +48,7 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=No
     from tatum.audio.render import find_soundfont, write_wav
     from tatum.audio.transcribe import transcribe
     from tatum.generate.tasks import improvise, improvise_steps, plan_for
+    from tatum.options import resolve
     from tatum.io import atomic_output, check_writable
     from tatum.plot import piano_roll
 
@@ -86,9 +87,11 @@ def pipeline(inp: str | os.PathLike | None, out_dir: str | os.PathLike, style=No
     if first_s is not None:
         source = source.slice(0, first_s * 1000, clip=True)
 
-    cond = improvise_kw.get("conditioning")
-    plan = plan or plan_for(artist or (cond.artist if cond else None), improvise_kw.get("corruption"),
-                            improvise_kw.get("rate"), improvise_kw.get("passes"))
+    if plan is None:        # as improvise names it, from the conditioning it will run with
+        asked = resolve("improvise", improvise_kw.get("conditioning"), None,
+                        **({} if artist is None else {"artist": artist}))[0].artist
+        plan = plan_for(asked, improvise_kw.get("corruption"), improvise_kw.get("rate"), improvise_kw.get("passes"),
+                        improvise_kw.get("keep_melody", True))
     steps = improvise_steps(source, plan, improvise_kw.get("rate"), improvise_kw.get("passes"),
                             improvise_kw.get("corruption"), improvise_kw.get("keep_first_s"))
     stage("improvise", 0, steps)

@@ -63,14 +63,18 @@ class Setup:
     seconds: float | None = None
     data_root: Path | None = None
     plan: str | None = None            # style-transfer: improvise's plan (None: improvise's default)
+    keep_first: float | None = None    # style-transfer: seconds improvise leaves as they were (None: its default)
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise TatumError(f"unknown task {self.task!r}; tasks: {', '.join(TASKS)}")
         if self.n < 1:
             raise TatumError(f"--n must be 1 or more, not {self.n}")
-        if self.plan is not None and self.task != "style-transfer":
-            raise TatumError(f"--plan is style-transfer's; {self.task} has its verb's own")
+        for name, value in (("--plan", self.plan), ("--keep-first", self.keep_first)):
+            if value is not None and self.task != "style-transfer":
+                raise TatumError(f"{name} is style-transfer's; {self.task} has its verb's own")
+        if self.keep_first is not None and not 0 <= self.keep_first <= 600:
+            raise TatumError(f"--keep-first must be 0–600 seconds, not {self.keep_first:g}")
         if self.task == "style-transfer" and self.plan is None:
             from tatum.generate.tasks import plan_for
 
@@ -345,7 +349,7 @@ def _style_transfer(setup: Setup, notes: Notes, k: int, judges: Judges, artist: 
 
     seen = [measure(notes)]
     t = time.perf_counter()
-    out = improvise(notes, style="jazz", artist=setup.artist, plan=setup.plan, seed=setup.seed + k,
+    out = improvise(notes, style="jazz", artist=setup.artist, plan=setup.plan, seed=setup.seed + k, keep_first_s=setup.keep_first,
                     model=setup.model, candidates=setup.candidates, on_notes=lambda _, x: seen.append(measure(x)))
     wall = time.perf_counter() - t
     m = dict(seen[-1]) | {"real_" + key: v for key, v in seen[0].items() if key != "ssm_correlation"}

@@ -148,7 +148,9 @@ def markdown(ev: Evaluation) -> str:
                      f"{imp} | {amt} |")
     wall = summ.get("wall_s")
     lines += ["", f"Generation time per piece: {_fmt(wall, '.1f')} s.", "",
-              NOTES.get(f"{s.task}/{s.plan}", NOTES[s.task]).format(seconds=s.excerpt_s) + " " + COMMON_NOTE
+              NOTES.get(f"{s.task}/{s.plan}", NOTES[s.task]).format(seconds=s.excerpt_s)
+              + ("" if s.keep_first is None else f" The first {s.keep_first:g} s kept (`--keep-first`).")
+              + " " + COMMON_NOTE
               + (" " + SECTION_NOTE if s.task in ("continuation", "infill") else "")]
     curves = ev.curve_means()
     if curves:

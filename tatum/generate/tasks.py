@@ -113,9 +113,10 @@ def improvise(notes: Notes | str | os.PathLike, plan: str | None = None, *, cond
 
     What to play toward and how to draw are `conditioning` and `sampling` (tatum.options), or their
     fields as keywords laid over them: `style` and `artist` (a name or a weighted mixture, {"jazz": .7,
-    "classical": .3}), `density`, `polyphony`, `temperature`, `top_k`, `top_p`, `guidance`, `seed`. The first
-    `keep_first_s` seconds (10 by default), the last window (`keep_last`) and the windows at the strongest novelty
-    peaks (`preserve_structure`, a share of the windows) are left as they are. With `keep_melody`,
+    "classical": .3}), `density`, `polyphony`, `temperature`, `top_k`, `top_p`, `guidance`, `seed`. The
+    first `keep_first_s` seconds (10 by default), the last window (`keep_last`) and the windows at the
+    strongest novelty peaks (`preserve_structure`, a share of the windows) are left as the passes found
+    them. With `keep_melody`,
     skyline passes reharmonize the piece's own tune (kept on top) instead of reinventing it, so the
     later passes vary a piece that is still recognisable.
 
@@ -124,9 +125,9 @@ def improvise(notes: Notes | str | os.PathLike, plan: str | None = None, *, cond
     own self-similarity (`tatum.evaluate.rerank`; `reranker` replaces that chooser). `on_notes(k,
     notes)` sees the whole piece after each pass.
 
-    `plan="replay"` (the default when a pianist is asked) re-plays the piece in the manner asked
-    instead: after the first `keep_first_s` seconds (none by default), each window is drawn anew as a continuation of the music before it (best of `candidates`,
-    default `CANDIDATES["replay"]`), pulled toward the source window's harmony, tune and register by
+    `plan="replay"` (the default when a pianist is asked: `plan_for`) re-plays the piece in the manner
+    asked instead: after the first `keep_first_s` seconds (none by default), each window is drawn anew
+    as a continuation of the music before it (best of `candidates`, default `CANDIDATES["replay"]`), pulled toward the source window's harmony, tune and register by
     `guide` (`tatum.generate.guide`; density and polyphony "source" mean the model's own here). It
     sounds far more like the pianist and like real music, and follows the piece more loosely (README,
     "Re-play in a pianist's manner"); `rate`, `passes`, `corruption`, `keep_last`,
@@ -138,7 +139,8 @@ def improvise(notes: Notes | str | os.PathLike, plan: str | None = None, *, cond
     notes = _notes(notes)
     _check_length(notes)
     if plan is None:
-        plan = plan_for(resolve("improvise", conditioning, sampling, **options)[0].artist, corruption, rate, passes)
+        artist = resolve("improvise", conditioning, sampling, **options)[0].artist
+        plan = plan_for(artist, corruption, rate, passes, keep_melody)
     keep_first_s = keep_first_for(plan, keep_first_s)
     _at_least(keep_first_s, 0, "keep_first_s")
     _at_least(preserve_structure, 0, "preserve_structure", 1)
@@ -170,23 +172,30 @@ def improvise(notes: Notes | str | os.PathLike, plan: str | None = None, *, cond
     return restore(notes, piece.notes(), piece.origin_ms)
 
 
-def plan_for(artist, corruption: str | None = None, rate: float | None = None, passes: int | None = None) -> str:
-    """improvise's plan when none is named: `replay` when a pianist is asked and no pass is described,
-    as a pianist's manner comes only from re-playing (README, "Re-play in a pianist's manner");
-    ImprovNet's passes otherwise."""
-    return REPLAY if artist and corruption is None and rate is None and passes is None else "improvnet"
+def plan_for(artist, corruption: str | None = None, rate: float | None = None, passes: int | None = None,
+             keep_melody: bool = True) -> str:
+    """improvise's plan when none is named: `replay` when a pianist is asked (`artist`, a name or a
+    mixture) and nothing of the passes is asked for (a corruption, a rate, a number of passes, a free
+    melody), as a pianist's manner comes only from re-playing (README, "Re-play in a pianist's
+    manner"); ImprovNet's passes otherwise."""
+    described = corruption is not None or rate is not None or passes is not None or not keep_melody
+    return REPLAY if artist and not described else "improvnet"
 
 
 def keep_first_for(plan: str, keep_first_s: float | None) -> float:
     """The seconds improvise leaves as they were: as given, else 10 for the passes (ImprovNet's) and
     none for replay, whose later windows would otherwise continue the source's own manner."""
-    return keep_first_s if keep_first_s is not None else 0.0 if plan == REPLAY else 10.0
+    if keep_first_s is not None:
+        return keep_first_s
+    return 0.0 if plan == REPLAY else 10.0
 
 
 def improvise_steps(notes: Notes, plan: str, rate: float | None = None, passes: int | None = None,
                     corruption: str | None = None, keep_first_s: float | None = None) -> int:
     """How many times `improvise` calls `on_pass` under `plan` (named): once per pass, or per window
     replay draws."""
+    if plan is None:
+        raise TatumError("improvise_steps needs the plan named (tasks.plan_for gives the default)")
     keep_first_s = keep_first_for(plan, keep_first_s)
     if plan != REPLAY:
         return len(_plan(plan, rate, passes, corruption))
