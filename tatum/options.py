@@ -250,6 +250,9 @@ KEYWORDS: dict[str, Spec] = {s.keyword: s for s in SPECS.values()} | SPECS
 # 0.70 (32 gaps, README "Rerank with the classifiers").
 # (and improvise's replay plan: the pianist's manner comes most from choosing among drafts; README)
 CANDIDATES: dict[str, int] = {"continue": 4, "infill": 4, "replay": 8}
+# replay's first re-played window is drawn from this many times as many drafts: every later window
+# continues the manner it sets (README, "Re-play in a pianist's manner")
+OPENING_DRAFTS = 4
 
 VERB_DEFAULTS: dict[str, dict[str, Any]] = {
     # anchor 1: on 96 PiJAMA val prompts the median pitch moved 5.0 semitones from the prompt's end

@@ -30,6 +30,7 @@ from tatum.generate.structure import novelty, preserved_segments
 from tatum.model.checkpoint import load_model
 from tatum.model.transformer import Seq2Seq
 from tatum.notes import Notes
+from tatum.options import OPENING_DRAFTS
 from tatum.plot import changed_mask, piano_roll
 from tatum.tokenizer import Tokenizer
 
@@ -1027,3 +1028,15 @@ def test_a_pianist_asked_is_replayed_from_the_first_window(pair):
     assert tasks.plan_for({"Art Tatum": 1.0}, keep_melody=False) == "improvnet"     # --free-melody: passes
     assert tasks.keep_first_for(tasks.REPLAY, None) == 0 and tasks.keep_first_for("improvnet", None) == 10
     assert tasks.keep_first_for(tasks.REPLAY, 5.0) == 5.0
+
+
+def test_replays_opening_is_chosen_from_more_drafts(pair):
+    # every later window continues the manner the first sets, so it is drawn from OPENING_DRAFTS × K
+    seen = []
+
+    def chooser(piece, targets, candidates):
+        seen.append(len(candidates[0]))
+        return [0] * len(targets)
+
+    tasks.improvise(grid_piece(15, seed=2), plan="replay", candidates=2, reranker=chooser, seed=3, model=pair)
+    assert seen == [2 * OPENING_DRAFTS, 2, 2]

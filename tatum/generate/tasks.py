@@ -18,7 +18,7 @@ from tatum.generate.guide import Guide, guide_bias
 from tatum.generate.splice import restore
 from tatum.generate.structure import preserved_segments
 from tatum.notes import Notes
-from tatum.options import CANDIDATES, Conditioning, Sampling, resolve
+from tatum.options import CANDIDATES, OPENING_DRAFTS, Conditioning, Sampling, resolve
 
 StyleArg = str | dict[str, float] | None
 _MODELS: dict[str, tuple] = {}
@@ -127,7 +127,8 @@ def improvise(notes: Notes | str | os.PathLike, plan: str | None = None, *, cond
 
     `plan="replay"` (the default when a pianist is asked: `plan_for`) re-plays the piece in the manner
     asked instead: after the first `keep_first_s` seconds (none by default), each window is drawn anew
-    as a continuation of the music before it (best of `candidates`, default `CANDIDATES["replay"]`), pulled toward the source window's harmony, tune and register by
+    as a continuation of the music before it (best of `candidates`, default `CANDIDATES["replay"]`;
+    the first of `OPENING_DRAFTS` times as many, as the rest continue its manner), pulled toward the source window's harmony, tune and register by
     `guide` (`tatum.generate.guide`; density and polyphony "source" mean the model's own here). It
     sounds far more like the pianist and like real music, and follows the piece more loosely (README,
     "Re-play in a pianist's manner"); `rate`, `passes`, `corruption`, `keep_last`,
@@ -230,6 +231,7 @@ def _replay(notes: Notes, eng: Engine, cond: Conditioning, keep_first_s: float, 
         return restore(notes, piece.notes(), piece.origin_ms).slice(-10**9, end, clip=True)
 
     for k, i in enumerate(range(start, n)):
+        eng.candidates = candidates * OPENING_DRAFTS if k == 0 and candidates > 1 else candidates
         eng.run_pass(piece, Pass("whole_mask"), cond, [i], seed=s + k, right_context={i: []},
                      bias={i: guide_bias(sources[i], guide)})
         if on_pass is not None:
