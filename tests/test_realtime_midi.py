@@ -162,13 +162,16 @@ def test_the_jam_lands_on_the_beat_of_a_daws_midi_clock(jack, tmp_path):
         # where each note arrived on the DAW's timeline (clock k is due at t0 + k · 25 ms), in ms
         arrivals = (np.array([t for _, t in ons]) - t0) * 1000
         rel, phase = on_grid(arrivals, 150)              # a sixteenth at 100 bpm is 150 ms
-        if steady(rel) and phase < 25 and abs(bpm - 100) <= 2:
+        first_beat = np.round(arrivals[0] / 150) / 4
+        # the first note on the jam's first beat, unless the scheduler dropped the first as due more than
+        # late_ms ago (a loaded machine; CI once lost two): then as many notes later (250 ms ≤ half a
+        # beat). CI also once lost the first note with none counted late: JACK's dummy driver drops the
+        # MIDI of a cycle it misses, so that too is retried, not failed at once.
+        on_time = first_beat == beat0 or 0 < first_beat - beat0 <= 0.5 * late
+        if steady(rel) and phase < 25 and abs(bpm - 100) <= 2 and on_time:
             break
     assert abs(bpm - 100) <= 2 and steady(rel) and phase < 25, (bpm, rel, phase)
-    first_beat = np.round(arrivals[0] / 150) / 4
-    # the first note on the jam's first beat, unless the scheduler dropped the first as due more than
-    # late_ms ago (a loaded machine; CI once lost two): then as many notes later (250 ms ≤ half a beat)
-    assert first_beat == beat0 or 0 < first_beat - beat0 <= 0.5 * late, (first_beat, beat0, late)
+    assert on_time, (first_beat, beat0, late)
     # the recording's notes sit on sixteenths of its 100 bpm tempo map
     from symusic import Score
 
