@@ -349,8 +349,8 @@ def _style_transfer(setup: Setup, notes: Notes, k: int, judges: Judges, artist: 
 
     seen = [measure(notes)]
     t = time.perf_counter()
-    out = improvise(notes, style="jazz", artist=setup.artist, plan=setup.plan, seed=setup.seed + k, keep_first_s=setup.keep_first,
-                    model=setup.model, candidates=setup.candidates, on_notes=lambda _, x: seen.append(measure(x)))
+    out = improvise(notes, style="jazz", artist=setup.artist, plan=setup.plan, seed=setup.seed + k,
+                    keep_first_s=setup.keep_first, model=setup.model, candidates=setup.candidates, on_notes=lambda _, x: seen.append(measure(x)))
     wall = time.perf_counter() - t
     m = dict(seen[-1]) | {"real_" + key: v for key, v in seen[0].items() if key != "ssm_correlation"}
     m |= {"notes_per_5s": mt.note_density(out), "real_notes_per_5s": mt.note_density(notes),

@@ -116,9 +116,8 @@ def improvise(notes: Notes | str | os.PathLike, plan: str | None = None, *, cond
     "classical": .3}), `density`, `polyphony`, `temperature`, `top_k`, `top_p`, `guidance`, `seed`. The
     first `keep_first_s` seconds (10 by default), the last window (`keep_last`) and the windows at the
     strongest novelty peaks (`preserve_structure`, a share of the windows) are left as the passes found
-    them. With `keep_melody`,
-    skyline passes reharmonize the piece's own tune (kept on top) instead of reinventing it, so the
-    later passes vary a piece that is still recognisable.
+    them. With `keep_melody`, skyline passes reharmonize the piece's own tune (kept on top) instead of
+    reinventing it, so the later passes vary a piece that is still recognisable.
 
     With `candidates` K > 1 each window is decoded K times in one batch and the classifiers keep the
     candidate likeliest in the asked style and manner, least random-like, and closest to the piece's
@@ -128,11 +127,12 @@ def improvise(notes: Notes | str | os.PathLike, plan: str | None = None, *, cond
     `plan="replay"` (the default when a pianist is asked: `plan_for`) re-plays the piece in the manner
     asked instead: after the first `keep_first_s` seconds (none by default), each window is drawn anew
     as a continuation of the music before it (best of `candidates`, default `CANDIDATES["replay"]`;
-    the first of `OPENING_DRAFTS` times as many, as the rest continue its manner), pulled toward the source window's harmony, tune and register by
-    `guide` (`tatum.generate.guide`; density and polyphony "source" mean the model's own here). It
-    sounds far more like the pianist and like real music, and follows the piece more loosely (README,
-    "Re-play in a pianist's manner"); `rate`, `passes`, `corruption`, `keep_last`,
-    `preserve_structure`, `order` and `keep_melody` do not apply to it.
+    the first of `OPENING_DRAFTS` times as many, as the rest continue its manner), pulled toward the
+    source window's harmony, tune and register by `guide` (`tatum.generate.guide`; density and
+    polyphony "source" mean the model's own here). It sounds far more like the pianist and like real
+    music, and follows the piece more loosely (README, "Re-play in a pianist's manner"); `rate`,
+    `passes`, `corruption`, `keep_last`, `preserve_structure`, `order` and `keep_melody` do not apply
+    to it.
 
     Notes outside the rewritten windows, and notes a pass gave back as they were (the tune on top),
     are the input's own notes, exactly (`tatum.generate.splice`).
