@@ -3,14 +3,16 @@ settings of the continue verb (with `--task style-transfer`, its style-transfer 
 of the improvise verb: P(jazz), P(pianist), random-like, SSM correlation with the input).
 
 For each variant (options laid over the verb's defaults: guidance, temperature, top_k, top_p, density,
-polyphony; null is "any"), the same
+polyphony; null is "any"; "rerank": the reranker's weights for the verb, as `options.RERANK_WEIGHTS`,
+`{}` for equal ones), the same
 `--n` evenly spaced PiJAMA **val** prompts (20 s) are continued by 15 s with the same seeds, and the
 protocol's means are printed: random-like, P(jazz), P(pianist) (by the classifier and by the
 independent judge), PCTM cosine and pitch-class KL against the real next 15 s, notes per 5 s, key
 kept, median pitch difference to the prompt's end, bass presence, pulse clarity. Pieces differ far more than settings do, so compare variants on 32 prompts or more.
 
     python benchmarks/continue_sampling.py [--n 32] [--seed 100] [--model tatum-note] [--candidates 1]
-        [--variants '{"g0": {"guidance": 0}, "g2": {"guidance": 2}}'] [--data-root ../shared/data]
+        [--variants '{"g0": {"guidance": 0}, "g2": {"guidance": 2}, "equal": {"rerank": {}}}']
+        [--data-root ../shared/data]
         [--task style-transfer [--plan PLAN]] [--artist NAME]
 
 One JSON object per variant, one per line.
@@ -51,10 +53,13 @@ def main(argv=None) -> list[dict]:
     from tatum.evaluate.protocols import Setup, evaluate
 
     clf, base, rows = Classifier.load(), dict(options.VERB_DEFAULTS.get(verb, {})), []
+    weights = options.RERANK_WEIGHTS.get(verb)
     real = None
     try:
         for name, changes in a.variants.items():
-            options.VERB_DEFAULTS[verb] = base | changes
+            sampling = {k: v for k, v in changes.items() if k != "rerank"}
+            options.VERB_DEFAULTS[verb] = base | sampling
+            options.RERANK_WEIGHTS[verb] = changes.get("rerank", weights or {})
             t = time.perf_counter()
             ev = evaluate(Setup(a.task, n=a.n, model=a.model, artist=a.artist, seed=a.seed,
                                 candidates=a.candidates, data_root=a.data_root, plan=a.plan), classifier=clf)
@@ -67,6 +72,10 @@ def main(argv=None) -> list[dict]:
             rows.append(row)
     finally:
         options.VERB_DEFAULTS[verb] = base
+        if weights is None:
+            options.RERANK_WEIGHTS.pop(verb, None)
+        else:
+            options.RERANK_WEIGHTS[verb] = weights
     who = "the pianist (real next 15 s)" if a.task == "continuation" else "the input"
     print(json.dumps({"variant": who, **(real or {})}), flush=True)
     return rows

@@ -247,9 +247,16 @@ KEYWORDS: dict[str, Spec] = {s.keyword: s for s in SPECS.values()} | SPECS
 # Drafts per window that a verb keeps the best of (verbs not named: one). On PiJAMA val the best of 4 is
 # heard as real music far more often by a classifier the reranker never consults (tatum-judge), at under
 # twice the time of one draft: continuations 0.32 random-like against 0.74, infilled gaps 0.35 against
-# 0.70 (32 gaps, README "Rerank with the classifiers").
+# 0.70 (32 gaps, README "Rerank with the classifiers"). A continuation keeps the best of 8: with the
+# keep and beat terms (RERANK_WEIGHTS) the judge heard 0.11 random-like against 0.17 for the best of 4
+# of the equal weights, at 1.5 times the time (96 prompts, README "continue keeps the prompt's key").
 # (and improvise's replay plan: the pianist's manner comes most from choosing among drafts; README)
-CANDIDATES: dict[str, int] = {"continue": 4, "infill": 4, "replay": 8}
+CANDIDATES: dict[str, int] = {"continue": 8, "infill": 4, "replay": 8}
+# How the reranker weighs its terms for a verb (`tatum.evaluate.rerank.Weights`; verbs not named: its
+# defaults). A continuation is chosen as much for keeping the prompt's key, register and bass and for
+# a clear beat as for sounding real; the realness weight keeps those terms from choosing music the
+# judge hears as random (96 PiJAMA val prompts, README "continue keeps the prompt's key")
+RERANK_WEIGHTS: dict[str, dict[str, float]] = {"continue": {"real": 3.0, "keep": 0.5, "beat": 0.5}}
 # replay's first re-played window is drawn from this many times as many drafts: every later window
 # continues the manner it sets (README, "Re-play in a pianist's manner")
 OPENING_DRAFTS = 4

@@ -137,15 +137,15 @@ def test_one_candidate_decodes_as_before_and_never_asks_the_chooser(pair):
 
 
 @pytest.mark.parametrize("verb", ["continue", "infill"])
-def test_continue_and_infill_keep_the_best_of_four_drafts_by_default(pair, verb):
+def test_continue_and_infill_keep_the_best_of_several_drafts_by_default(pair, verb):
     chooser = Recorder()
     p = grid_piece(30, seed=2)
     if verb == "continue":
         tasks.continue_(p, 10, prompt_seconds=20, seed=3, model=pair, reranker=chooser)
     else:
         tasks.infill(p, 10, 20, seed=3, model=pair, reranker=chooser)
-    assert chooser.calls and all(len(cs) == tasks.CANDIDATES[verb] == 4 for _, cands in chooser.calls
-                                 for cs in cands)
+    assert chooser.calls and all(len(cs) == tasks.CANDIDATES[verb] == {"continue": 8, "infill": 4}[verb]
+                                 for _, cands in chooser.calls for cs in cands)
 
 
 @pytest.mark.parametrize("task", ["improvise", "continue", "infill"])
@@ -244,6 +244,47 @@ def test_the_structure_term_counts_when_the_original_is_given(real_piece):
     shifted = tk.encode_segment(real_piece.window_notes(2).transpose(6))
     assert chooser(real_piece, [2], [[shifted, original]]) == [1]
     assert chooser.history[-1].terms["structure"][1] == pytest.approx(1.0)
+
+
+def test_the_keep_term_prefers_the_given_key_register_and_bass(real_piece):
+    given = real_piece.notes().slice(0, 10_000)
+    chooser = rr.Reranker(given=given, weights=rr.Weights(style=0, artist=0, real=0))
+    same = real_piece.window_notes(2)
+    away = Notes(same.onset_ms, same.dur_ms, np.clip(same.pitch + 18, 0, 127), same.velocity)
+    assert chooser(real_piece, [2], [[tk.encode_segment(away), real_piece.windows[2]]]) == [1]
+    keep = chooser.history[-1].terms["keep"]
+    assert 0 <= keep[0] < keep[1] <= 1
+    manner = rr.Manner.of(given)
+    assert manner.agreement(Notes.empty()) == 0.0
+    assert manner.agreement(given) > 0.9                                  # the given music agrees with itself
+
+
+def test_continue_keeps_the_manner_of_the_prompts_last_20_s(pair, monkeypatch):
+    made = []
+
+    class Recorded(rr.Reranker):
+        def __post_init__(self):
+            super().__post_init__()
+            made.append(self)
+
+    monkeypatch.setattr(rr, "Reranker", Recorded)
+    prompt = grid_piece(30, seed=4)
+    tasks.continue_(prompt, 5, model=pair, seed=0)
+    given = made[0].given
+    assert len(given) and given.start_ms >= prompt.end_ms - tasks.KEEP_MS - tk.GRID_MS
+    assert {"keep", "beat"} <= set(made[0].history[0].terms)
+    assert made[0].weights == rr.Weights(**tasks.RERANK_WEIGHTS["continue"])
+
+
+def test_the_beat_term_prefers_a_steady_pulse():
+    piece = Piece([tk.encode_segment(onsets(range(0, 5000, 500)))] * 2 + [np.zeros(0, np.int64)], 0)
+    steady = tk.encode_segment(onsets(range(0, 5000, 500)))
+    rng = np.random.default_rng(1)
+    ragged = tk.encode_segment(onsets(rng.choice(np.arange(0, 4990, 10), 10, replace=False)))
+    chooser = rr.Reranker(weights=rr.Weights(style=0, artist=0, real=0, beat=1))
+    assert chooser(piece, [2], [[ragged, steady]]) == [1]
+    beat = chooser.history[-1].terms["beat"]
+    assert beat[1] == pytest.approx(1.0, abs=0.05) and beat[0] < 0.8
 
 
 def test_a_candidate_too_sparse_to_judge_is_taken_as_least_musical():

@@ -148,6 +148,14 @@ def test_key_of_a_c_major_cadence():
     assert not m.same_key((0, "major"), (7, "major"))
 
 
+def test_key_correlation_is_the_fit_estimate_key_maximises():
+    cadence = chords((C, E, G), (F, A, C + 12), (G, B, D + 12), (C, E, G))
+    fits = {(t, mode): m.key_correlation(cadence, (t, mode)) for t in range(12) for mode in ("major", "minor")}
+    assert max(fits, key=fits.get) == m.estimate_key(cadence) == (0, "major")
+    assert fits[(0, "major")] > 0.8 and fits[(6, "major")] < 0
+    assert m.key_correlation(Notes.empty(), (0, "major")) == 0.0
+
+
 def test_melody_kept_within_50_ms():
     melody = notes((0, 100, C), (500, 100, E), (1000, 100, G))
     result = notes((30, 100, C), (500, 100, E + 1), (1000, 100, G), (1000, 100, C))

@@ -20,8 +20,8 @@ from tatum.tokenizer import SEGMENT_MS, mean_polyphony
 
 __all__ = ["note_density", "mean_ioi", "pitch_class_histogram", "pitch_class_kl", "pctm", "pctm_legato", "pctm_cosine",
            "polyphony_rate", "mean_polyphony", "distinct_chords", "rich_chord_share", "chroma", "chroma_r",
-           "unit_rows", "chroma_ssm", "ssm_correlation", "bass_presence", "median_pitch", "estimate_key", "same_key",
-           "melody_kept", "onset_groups", "pulse_clarity", "summary"]
+           "unit_rows", "chroma_ssm", "ssm_correlation", "bass_presence", "median_pitch", "estimate_key", "key_correlation",
+           "same_key", "melody_kept", "onset_groups", "pulse_clarity", "summary"]
 
 GROUP_MS = CHORD_MS                  # 50 ms, as the skyline corruption
 BASS_BELOW = 48                      # C3: below it is the left hand's bass register
@@ -270,6 +270,16 @@ def estimate_key(notes: Notes) -> tuple[int, str]:
     best = max(((np.corrcoef(prof, np.roll(ref, t))[0, 1], t, mode)
                 for mode, ref in (("major", _MAJOR), ("minor", _MINOR)) for t in range(12)))
     return best[1], best[2]
+
+
+def key_correlation(notes: Notes, key: tuple[int, str]) -> float:
+    """How well the notes' duration-weighted pitch-class profile fits `key`'s probe-tone profile
+    (Pearson r, −1–1; 0 for no notes): the score `estimate_key` maximises."""
+    prof = pitch_class_histogram(notes, velocity=False)
+    if not prof.any():
+        return 0.0
+    ref = np.roll(_MAJOR if key[1] == "major" else _MINOR, key[0])
+    return float(np.corrcoef(prof, ref)[0, 1])
 
 
 def same_key(a: tuple[int, str], b: tuple[int, str]) -> bool:

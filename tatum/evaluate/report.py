@@ -83,7 +83,8 @@ REFERENCE = {"continuation": "the pianist (real next 15 s)", "infill": "the pian
 NOTES = {
     "continuation": "Prompt: each performance's first 20 s (from its first note); 15 s generated with "
                     "`tatum.continue_(style=\"jazz\")` and its defaults (the prompt's density and polyphony, the "
-                    "best of 4 drafts per window).",
+                    "best of 8 drafts per window, kept for their realness, style, beat and the prompt's key, register "
+                    "and bass).",
     "infill": "Given 0–20 s and 40–60 s of each performance; 20–40 s generated with `tatum.infill(style=\"jazz\")`.",
     "style-transfer": "The first {seconds:g} s of each piece → jazz with `tatum.improvise(plan=\"improvnet\")` and its "
                       "defaults (first 10 s and last window kept, the tune kept on top, 5 % of windows kept for "

@@ -6,6 +6,8 @@ The pass engine decodes each window K times in one batch and hands the candidate
 
     score = style · P(asked genre mix) + artist · P(asked pianist mix) − real · random_like
             + structure · SSM agreement with the original (improvise only)
+            + keep · agreement with the given music's key, register and bass (continue only)
+            + beat · beat clarity of the 15 s that end with the candidate
 
 The classifier reads 15 s windows and a candidate is 5 s long, so each candidate is scored in the
 context of its neighbours (as the piece stands when the pass began): the mean over every 15 s span of
@@ -23,7 +25,8 @@ import numpy as np
 from tatum import tokenizer as tk
 from tatum.evaluate.classify import Classifier
 from tatum.evaluate.features import MIN_NOTES, WINDOW_MS, encode_window
-from tatum.evaluate.metrics import chroma, unit_rows
+from tatum.evaluate.metrics import (bass_presence, chroma, estimate_key, key_correlation, median_pitch,
+                                    pulse_clarity, unit_rows)
 from tatum.notes import Notes
 
 SPAN = WINDOW_MS // tk.SEGMENT_MS        # token windows in one classifier window (3)
@@ -39,6 +42,8 @@ class Weights:
     artist: float = 1.0
     real: float = 1.0
     structure: float = 1.0
+    keep: float = 1.0
+    beat: float = 0.0
 
 
 @dataclass
@@ -54,11 +59,13 @@ class Choice:
 class Reranker:
     """Chooses among candidates for the request: a genre mixture and a pianist mixture (names as the
     generator spells them; names the classifier does not know are ignored), and with `original` (the
-    piece's token windows before any pass) the structure term. Callable as `Engine.choose`."""
+    piece's token windows before any pass) the structure term, with `given` (a continuation's prompt)
+    the keep term. Callable as `Engine.choose`."""
 
     genre: dict[str, float] | None = None
     artist: dict[str, float] | None = None
     original: list[np.ndarray] | None = None
+    given: Notes | None = None
     weights: Weights = field(default_factory=Weights)
     classifier: Classifier | None = None
     history: list[Choice] = field(default_factory=list)
@@ -68,6 +75,7 @@ class Reranker:
         self._genre = _mix_vector(self.genre, self.classifier.genres)
         self._artist = _mix_vector(self.artist, self.classifier.artists)
         self._orig = None if self.original is None else _frames([tk.decode_segment(w) for w in self.original])
+        self._given = None if self.given is None or not len(self.given) else Manner.of(self.given)
 
     def __call__(self, piece, targets: list[int], candidates: list[list[np.ndarray]]) -> list[int]:
         """Index of the kept candidate for each target (ties: the first)."""
@@ -87,10 +95,14 @@ class Reranker:
             total = total + w.artist * terms["artist"]
         if "structure" in terms:
             total = total + w.structure * terms["structure"]
+        if "keep" in terms:
+            total = total + w.keep * terms["keep"]
+        if "beat" in terms:
+            total = total + w.beat * terms["beat"]
         return total
 
     def terms(self, piece, targets: list[int], candidates: list[list[np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """Per target, each term per candidate: style, artist, random_like (and structure)."""
+        """Per target, each term per candidate: style, artist, random_like (and structure, keep, beat)."""
         rows, owner = [], []             # one classifier row per (candidate, span) that can be judged
         count = 0
         for t, cands in zip(targets, candidates):
@@ -123,8 +135,36 @@ class Reranker:
             if frames is not None:
                 terms["structure"] = np.array([structure_agreement(self._orig, frames, t, tk.decode_segment(c))
                                                for c in cands])
+            if self._given is not None:
+                terms["keep"] = np.array([self._given.agreement(tk.decode_segment(c)) for c in cands])
+            if self.weights.beat:
+                terms["beat"] = np.array([beat_clarity(piece, t, c) for c in cands])
             out.append(terms)
         return out
+
+
+@dataclass
+class Manner:
+    """What a continuation keeps of the music given before it: its key, its register (median pitch)
+    and how much of the time its left hand sounds a bass note."""
+
+    key: tuple[int, str]
+    median: float
+    bass: float
+
+    @classmethod
+    def of(cls, notes: Notes) -> "Manner":
+        return cls(estimate_key(notes), median_pitch(notes), bass_presence(notes))
+
+    def agreement(self, notes: Notes) -> float:
+        """0–1: the mean of the key's fit ((r + 1) / 2), the register's (1 at the same median pitch,
+        0 an octave or more away) and the bass's (1 − the difference in bass presence); 0 for none."""
+        if not len(notes):
+            return 0.0
+        key = (key_correlation(notes, self.key) + 1) / 2
+        register = 1 - min(1.0, abs(median_pitch(notes) - self.median) / 12)
+        bass = 1 - abs(bass_presence(notes) - self.bass)
+        return (key + register + bass) / 3
 
 
 def _mix_vector(mix: dict[str, float] | str | None, names: list[str]) -> np.ndarray | None:
@@ -154,6 +194,13 @@ def in_context(piece, t: int, candidate: np.ndarray, s: int) -> Notes:
         if len(seg):
             parts.append(seg.shift((i - s) * tk.SEGMENT_MS))
     return Notes.merge(parts).playable() if parts else Notes.empty()
+
+
+def beat_clarity(piece, t: int, candidate: np.ndarray) -> float:
+    """Beat clarity (`metrics.pulse_clarity`, 0–1) of the classifier span that ends with the candidate
+    in window t: a beat is heard against what came before (0 where too short to tell)."""
+    clarity = pulse_clarity(in_context(piece, t, candidate, max(0, t - SPAN + 1)))
+    return 0.0 if np.isnan(clarity) else clarity
 
 
 def _frames(windows: list[Notes]) -> np.ndarray:

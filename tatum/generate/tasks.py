@@ -18,12 +18,15 @@ from tatum.generate.guide import Guide, guide_bias
 from tatum.generate.splice import restore
 from tatum.generate.structure import preserved_segments
 from tatum.notes import Notes
-from tatum.options import CANDIDATES, OPENING_DRAFTS, Conditioning, Sampling, resolve
+from tatum.options import CANDIDATES, OPENING_DRAFTS, RERANK_WEIGHTS, Conditioning, Sampling, resolve
 
 StyleArg = str | dict[str, float] | None
 _MODELS: dict[str, tuple] = {}
 _LOADING = threading.RLock()
 TATUM_MODEL = "tatum-note-tatum"
+# a continuation keeps the key, register and bass of the prompt's last 20 s (as `tatum evaluate` reads
+# the key a continuation should keep from its 20 s prompt)
+KEEP_MS = 20_000
 
 
 def _notes(x: Notes | str | os.PathLike) -> Notes:
@@ -79,18 +82,20 @@ def _at_least(value: float, lo: float, name: str, hi: float | None = None) -> No
                          else f"{name} must be {lo:g} or more, not {value!r}")
 
 
-def _rerank(eng: Engine, candidates: int, reranker, cond: Conditioning, original: list | None = None) -> None:
+def _rerank(eng: Engine, candidates: int, reranker, cond: Conditioning, original: list | None = None,
+            given: Notes | None = None, verb: str | None = None) -> None:
     """Have `eng` decode `candidates` per window and keep the one `reranker` (default: the shipped
-    classifier scoring the requested style and pianist, and with `original` the piece's structure)
-    likes best."""
+    classifier scoring the requested style and pianist, with `original` the piece's structure, with
+    `given` agreement with that music's key, register and bass, weighed as `verb`'s
+    `options.RERANK_WEIGHTS` say) likes best."""
     if int(candidates) != candidates or candidates < 1:
         raise TatumError(f"--candidates must be a whole number, 1 or more, not {candidates}")
     if candidates == 1:
         return
     if reranker is None:
-        from tatum.evaluate.rerank import Reranker
+        from tatum.evaluate.rerank import Reranker, Weights
 
-        reranker = Reranker(cond.genre, cond.artist, original)
+        reranker = Reranker(cond.genre, cond.artist, original, given, Weights(**RERANK_WEIGHTS.get(verb, {})))
     eng.candidates, eng.choose = int(candidates), reranker
 
 
@@ -323,9 +328,10 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, *, promp
     `density` and `polyphony` default to the buckets of the prompt's last window ("source"), so the
     new music keeps the prompt's texture; None lets the model choose (ANY), a number sets a bucket.
     The sampler keeps a window inside the asked buckets (`tatum.generate.sampling.Pace`).
-    Each window is decoded `candidates` times (default 4; 1 for a single draft) and the classifiers keep
-    the one likeliest in the asked style and manner and least random-like, judged after the music
-    before it. The prompt comes back exactly as given (to its end).
+    Each window is decoded `candidates` times (default 8; 1 for a single draft) and the one kept is the
+    likeliest in the asked style and manner and least random-like, judged after the music before it,
+    that best keeps the key, register and bass of the prompt's last 20 s and a clear beat
+    (`options.RERANK_WEIGHTS`). The prompt comes back exactly as given (to its end).
     """
     prompt = _notes(prompt)
     _at_least(seconds, 0.01, "seconds", 3600)
@@ -357,7 +363,7 @@ def continue_(prompt: Notes | str | os.PathLike, seconds: float = 15.0, *, promp
     # window that has notes (none: let the model choose).
     last = next((w for w in map(piece.window_notes, range(first_new - 1, -1, -1)) if len(w)), None)
     cond = _source_buckets(cond, last)
-    _rerank(eng, candidates, reranker, cond)
+    _rerank(eng, candidates, reranker, cond, given=prompt.slice(end - KEEP_MS, end, clip=True), verb="continue")
     s = _seed(eng.sampling.seed)
     for k, i in enumerate(range(first_new, first_new + n_new)):
         eng.run_pass(piece, Pass("whole_mask"), cond, [i], seed=s + k, right_context={i: []})
