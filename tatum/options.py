@@ -256,7 +256,9 @@ CANDIDATES: dict[str, int] = {"continue": 8, "infill": 4, "replay": 8}
 # defaults). A continuation is chosen as much for keeping the prompt's key, register and bass and for
 # a clear beat as for sounding real; the realness weight keeps those terms from choosing music the
 # judge hears as random (96 PiJAMA val prompts, README "continue keeps the prompt's key")
-RERANK_WEIGHTS: dict[str, dict[str, float]] = {"continue": {"real": 3.0, "keep": 0.5, "beat": 0.5}}
+# (an infill keeps the music on both sides of its gap the same way: 32 gaps, README "infill keeps ...")
+RERANK_WEIGHTS: dict[str, dict[str, float]] = {"continue": {"real": 3.0, "keep": 0.5, "beat": 0.5},
+                                               "infill": {"real": 3.0, "keep": 0.5, "beat": 0.5}}
 # replay's first re-played window is drawn from this many times as many drafts: every later window
 # continues the manner it sets (README, "Re-play in a pianist's manner")
 OPENING_DRAFTS = 4

@@ -276,6 +276,22 @@ def test_continue_keeps_the_manner_of_the_prompts_last_20_s(pair, monkeypatch):
     assert made[0].weights == rr.Weights(**tasks.RERANK_WEIGHTS["continue"])
 
 
+def test_infill_keeps_the_manner_of_both_sides(pair, monkeypatch):
+    made = []
+
+    class Recorded(rr.Reranker):
+        def __post_init__(self):
+            super().__post_init__()
+            made.append(self)
+
+    monkeypatch.setattr(rr, "Reranker", Recorded)
+    tasks.infill(grid_piece(60, seed=5), 20, 40, model=pair, seed=0)
+    given = made[0].given
+    assert given.start_ms >= 10_000 - tk.GRID_MS and (given.onset_ms >= 40_000).any()
+    assert not ((given.onset_ms >= 20_000) & (given.onset_ms < 40_000)).any()
+    assert made[0].weights == rr.Weights(**tasks.RERANK_WEIGHTS["infill"])
+
+
 def test_the_beat_term_prefers_a_steady_pulse():
     piece = Piece([tk.encode_segment(onsets(range(0, 5000, 500)))] * 2 + [np.zeros(0, np.int64)], 0)
     steady = tk.encode_segment(onsets(range(0, 5000, 500)))

@@ -388,9 +388,9 @@ def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, *, co
            **options) -> Notes:
     """Replace the music between `start_s` and `end_s` with new music that joins both sides.
 
-    Each window is decoded `candidates` times (default 4; 1 for a single draft) and the classifiers keep
-    the one likeliest in the asked style and manner and least random-like, judged between its
-    neighbours. The options are as for `improvise`; the music outside the range comes back exactly as
+    Each window is decoded `candidates` times (default 4; 1 for a single draft) and the one kept is the
+    likeliest in the asked style and manner and least random-like, judged between its neighbours, that
+    best keeps the key, register and bass of the 10 s on either side and a clear beat. The options are as for `improvise`; the music outside the range comes back exactly as
     given."""
     notes = _notes(notes)
     _check_length(notes)
@@ -416,7 +416,8 @@ def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, *, co
     # nearest window before it that has notes, else the nearest after it.
     order = [*range(g0 - 1, -1, -1), *range(g1, len(piece.windows))]
     cond = _source_buckets(cond, next((w for w in map(piece.window_notes, order) if len(w)), None))
-    _rerank(eng, candidates, reranker, cond)
+    around = Notes.merge([keep_before.slice(start - KEEP_MS // 2, start), keep_after.slice(end, end + KEEP_MS // 2)])
+    _rerank(eng, candidates, reranker, cond, given=around, verb="infill")
     s = _seed(eng.sampling.seed)
     for k, i in enumerate(range(g0, g1)):
         right = piece.windows[g1:g1 + context] if i == g1 - 1 else []
