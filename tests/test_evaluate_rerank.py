@@ -259,15 +259,21 @@ def test_the_keep_term_prefers_the_given_key_register_and_bass(real_piece):
     assert manner.agreement(given) > 0.9                                  # the given music agrees with itself
 
 
-def test_continue_keeps_the_manner_of_the_prompts_last_20_s(pair, monkeypatch):
-    made = []
+@pytest.fixture
+def made(monkeypatch) -> list:
+    """The default rerankers the verbs build, as they build them."""
+    built = []
 
     class Recorded(rr.Reranker):
         def __post_init__(self):
             super().__post_init__()
-            made.append(self)
+            built.append(self)
 
     monkeypatch.setattr(rr, "Reranker", Recorded)
+    return built
+
+
+def test_continue_keeps_the_manner_of_the_prompts_last_20_s(pair, made):
     prompt = grid_piece(30, seed=4)
     tasks.continue_(prompt, 5, model=pair, seed=0)
     given = made[0].given
@@ -276,15 +282,7 @@ def test_continue_keeps_the_manner_of_the_prompts_last_20_s(pair, monkeypatch):
     assert made[0].weights == rr.Weights(**tasks.RERANK_WEIGHTS["continue"])
 
 
-def test_infill_keeps_the_manner_of_both_sides(pair, monkeypatch):
-    made = []
-
-    class Recorded(rr.Reranker):
-        def __post_init__(self):
-            super().__post_init__()
-            made.append(self)
-
-    monkeypatch.setattr(rr, "Reranker", Recorded)
+def test_infill_keeps_the_manner_of_both_sides(pair, made):
     tasks.infill(grid_piece(60, seed=5), 20, 40, model=pair, seed=0)
     given = made[0].given
     assert given.start_ms >= 10_000 - tk.GRID_MS and (given.onset_ms >= 40_000).any()

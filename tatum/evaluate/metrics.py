@@ -261,14 +261,18 @@ _MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2
 _MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
+def _key_fit(profile: np.ndarray, key: tuple[int, str]) -> float:
+    """Pearson r between a pitch-class profile and `key`'s rotated probe-tone profile."""
+    return float(np.corrcoef(profile, np.roll(_MAJOR if key[1] == "major" else _MINOR, key[0]))[0, 1])
+
+
 def estimate_key(notes: Notes) -> tuple[int, str]:
     """(tonic pitch class, "major" | "minor") by Krumhansl–Schmuckler on the duration-weighted
     pitch-class profile."""
     prof = pitch_class_histogram(notes, velocity=False)
     if not prof.any():
         return 0, "major"
-    best = max(((np.corrcoef(prof, np.roll(ref, t))[0, 1], t, mode)
-                for mode, ref in (("major", _MAJOR), ("minor", _MINOR)) for t in range(12)))
+    best = max((_key_fit(prof, (t, mode)), t, mode) for mode in ("major", "minor") for t in range(12))
     return best[1], best[2]
 
 
@@ -276,10 +280,7 @@ def key_correlation(notes: Notes, key: tuple[int, str]) -> float:
     """How well the notes' duration-weighted pitch-class profile fits `key`'s probe-tone profile
     (Pearson r, −1–1; 0 for no notes): the score `estimate_key` maximises."""
     prof = pitch_class_histogram(notes, velocity=False)
-    if not prof.any():
-        return 0.0
-    ref = np.roll(_MAJOR if key[1] == "major" else _MINOR, key[0])
-    return float(np.corrcoef(prof, ref)[0, 1])
+    return _key_fit(prof, key) if prof.any() else 0.0
 
 
 def same_key(a: tuple[int, str], b: tuple[int, str]) -> bool:

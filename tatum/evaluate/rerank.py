@@ -6,7 +6,7 @@ The pass engine decodes each window K times in one batch and hands the candidate
 
     score = style · P(asked genre mix) + artist · P(asked pianist mix) − real · random_like
             + structure · SSM agreement with the original (improvise only)
-            + keep · agreement with the given music's key, register and bass (continue only)
+            + keep · agreement with the given music's key, register and bass (continue, infill)
             + beat · beat clarity of the 15 s that end with the candidate
 
 The classifier reads 15 s windows and a candidate is 5 s long, so each candidate is scored in the
@@ -59,8 +59,8 @@ class Choice:
 class Reranker:
     """Chooses among candidates for the request: a genre mixture and a pianist mixture (names as the
     generator spells them; names the classifier does not know are ignored), and with `original` (the
-    piece's token windows before any pass) the structure term, with `given` (a continuation's prompt)
-    the keep term. Callable as `Engine.choose`."""
+    piece's token windows before any pass) the structure term, with `given` (a continuation's prompt, the
+    music around an infill's gap) the keep term. Callable as `Engine.choose`."""
 
     genre: dict[str, float] | None = None
     artist: dict[str, float] | None = None

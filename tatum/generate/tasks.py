@@ -390,8 +390,8 @@ def infill(notes: Notes | str | os.PathLike, start_s: float, end_s: float, *, co
 
     Each window is decoded `candidates` times (default 4; 1 for a single draft) and the one kept is the
     likeliest in the asked style and manner and least random-like, judged between its neighbours, that
-    best keeps the key, register and bass of the 10 s on either side and a clear beat. The options are as for `improvise`; the music outside the range comes back exactly as
-    given."""
+    best keeps the key, register and bass of the 10 s on either side and a clear beat. The options are
+    as for `improvise`; the music outside the range comes back exactly as given."""
     notes = _notes(notes)
     _check_length(notes)
     _at_least(context, 0, "context")
