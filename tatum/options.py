@@ -258,7 +258,8 @@ CANDIDATES: dict[str, int] = {"continue": 8, "infill": 4, "replay": 8}
 # judge hears as random (96 PiJAMA val prompts, README "continue keeps the prompt's key")
 # (an infill keeps the music on both sides of its gap the same way: 32 gaps, README "infill keeps ...")
 _KEEP_THE_MUSIC_GIVEN = {"real": 3.0, "keep": 0.5, "beat": 0.5}
-RERANK_WEIGHTS: dict[str, dict[str, float]] = {"continue": dict(_KEEP_THE_MUSIC_GIVEN), "infill": dict(_KEEP_THE_MUSIC_GIVEN)}
+RERANK_WEIGHTS: dict[str, dict[str, float]] = {"continue": dict(_KEEP_THE_MUSIC_GIVEN),
+                                               "infill": dict(_KEEP_THE_MUSIC_GIVEN)}
 # replay's first re-played window is drawn from this many times as many drafts: every later window
 # continues the manner it sets (README, "Re-play in a pianist's manner")
 OPENING_DRAFTS = 4
