@@ -215,9 +215,11 @@ class Sampling:
     top_k: int = option(0, whole(0, 2000), "Draw among the K likeliest; 0 all.", metavar="K")
     top_p: float = option(1.0, number(0.01, 1.0), "Draw among tokens summing to P.", metavar="P")
     guidance: float = option(0.0, number(0.0, 10.0), "0–10: push toward style, controls.", metavar="W")
-    # the model drifts up as it goes (a continuation climbed an octave in 15 s): a soft cost on keys
-    # outside the range of the music around the window (tatum.generate.sampling.pitch_anchor)
-    anchor: float = option(0.0, number(0.0, 3.0), "0–3: keep to the register around.", metavar="A")
+    # the model drifts up as it goes (a continuation climbed an octave in 15 s) and thins the left hand:
+    # a soft cost on keys outside the range of the music around the window, and the keys below C3
+    # favoured while the window has less bass than the two windows before (tatum.generate.sampling:
+    # pitch_anchor, LeftHand)
+    anchor: float = option(0.0, number(0.0, 3.0), "0–3: keep the register and bass around.", metavar="A")
     seed: int | None = option(None, whole(0, SEED_MAX, none=True), "Make the run reproducible.", metavar="N",
                               advanced=False)
 

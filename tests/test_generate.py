@@ -1040,3 +1040,36 @@ def test_replays_opening_is_chosen_from_more_drafts(pair):
 
     tasks.improvise(grid_piece(15, seed=2), plan="replay", candidates=2, reranker=chooser, seed=3, model=pair)
     assert seen == [2 * OPENING_DRAFTS, 2, 2]
+
+
+def test_the_left_hand_is_asked_for_while_the_window_has_less_bass_than_around_it():
+    from tatum.generate.sampling import BASS_AFTER, BASS_BELOW, BASS_GAIN, LeftHand, bass_share
+
+    # G2 for a second under two seconds of a C5: a note below C3 sounds for half the sounding time
+    assert bass_share(np.array([0, 0]), np.array([100, 200]), np.array([43, 72])) == pytest.approx(0.5)
+    assert bass_share(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)) is None
+    hand = LeftHand(np.array([0.6, 0.6, 0.0]), 1.0)
+    rows = np.array([0, 1, 2])
+    hand.add(rows, np.array([0, 0, 0]), np.array([150, 150, 150]), np.array([72, 40, 72]))
+    bias = hand.bias(rows, np.array([100, 100, 100])).reshape(3, tk.N_PITCH, tk.VEL_BINS)[:, :, 0]
+    low = np.arange(tk.PIANO_LOW, tk.PIANO_HIGH + 1) < BASS_BELOW
+    assert torch.allclose(bias[0, low], torch.tensor(0.6 * BASS_GAIN)) and torch.all(bias[0, ~low] == 0)
+    assert torch.all(bias[1] == 0) and torch.all(bias[2] == 0)     # bass enough; none asked
+    early = hand.bias(rows, np.array([BASS_AFTER - 1] * 3))
+    assert torch.all(early == 0)                                     # too soon to judge
+
+
+def test_the_left_hands_target_is_the_bass_of_the_two_windows_before():
+    # a C2 through the first half of each of the two windows before the target under a C5 held through
+    # them: the target is half (counted from the first window's start, negative times in the layout);
+    # the window before those, all bass, is too far back to count
+    from tatum import layout as lay
+    from tatum.generate.decode import _left_hand
+
+    def window(bass_ms: int) -> np.ndarray:
+        return tk.encode_segment(Notes(np.array([0, 0]), np.array([bass_ms, 5000]), np.array([36, 72]), np.full(2, 80)))
+
+    enc = lay.build((0, 0, 0, 0), 0, window(2500), [window(5000), window(2500), window(2500)], [], None, 512)
+    hand = _left_hand([Row(enc)], 1.0)
+    assert hand.target[0] == pytest.approx(0.5, abs=0.01)
+    assert _left_hand([Row(enc)], 0.0) is None

@@ -12,7 +12,7 @@ import torch
 from tatum import layout as lay
 from tatum import tokenizer as tk
 from tatum.errors import Interrupted
-from tatum.generate.sampling import Grammar, Pace, Sampling, pick, pick_part, pitch_anchor
+from tatum.generate.sampling import Grammar, LeftHand, Pace, Sampling, bass_share, pick, pick_part, pitch_anchor
 from tatum.model.notelm import Cache, NoteLM
 from tatum.model.transformer import Seq2Seq
 
@@ -425,6 +425,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     gen = gen or sampling.generator()
     alive = torch.arange(n)
     anchors = _pitch_bias(rows, sampling.anchor)
+    hand = _left_hand(rows, sampling.anchor)
 
     def mixed(logits: torch.Tensor) -> torch.Tensor:
         k = len(alive)
@@ -480,12 +481,17 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         pv_logits = mixed(model.pv_logits(g, both(dur)))
         if anchors is not None:
             pv_logits = pv_logits + _slice_bias(anchors[alive], onset).to(pv_logits.device)
+        if hand is not None:
+            pv_logits = pv_logits + hand.bias(alive.numpy(), (onset - tk.ONSET0).numpy()).to(pv_logits.device)
         if fast:
             pv = pick_part(pv_logits, grammar.pv_allowed(), sampling, gen, V) + tk.PV0
         else:
             pv = pick(_full(pv_logits, tk.PV0, V), grammar.allowed(), sampling, gen)
         grammar.advance(pv)
         note = torch.stack([onset, dur, pv], dim=1)
+        if hand is not None:
+            hand.add(alive.numpy(), (onset - tk.ONSET0).numpy(), (dur - tk.DUR0 + 1).numpy(),
+                     ((pv - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW).numpy())
         for j, triple in zip(alive.tolist(), note.tolist()):
             out[j].extend(triple)
         count = count + 1
@@ -523,6 +529,29 @@ def _slice_bias(bias: torch.Tensor, onset: torch.Tensor) -> torch.Tensor:
     slices = bias.shape[1]
     at = (onset - tk.ONSET0).clamp(0, tk.N_ONSET - 1) * slices // tk.N_ONSET
     return bias[torch.arange(len(bias)), at.cpu()]
+
+
+def _left_hand(rows: list[Row], weight: float) -> LeftHand | None:
+    """A `LeftHand` aiming at the bass share of the two windows before each row's (None: not asked).
+    Notes already played in a window count as drawn."""
+    if weight <= 0:
+        return None
+    target = []
+    for r in rows:
+        p = r.enc
+        left = (p.place >= 2) & (p.place < lay.TARGET_PLACE) & lay.is_note(p.events) & (p.time >= -2 * tk.N_ONSET)
+        ev = p.events[left]
+        # times from the start of the first of the two windows: the count starts from silence there
+        share = bass_share(p.time[left] + 2 * tk.N_ONSET, ev[:, 1] - tk.DUR0 + 1,
+                           (ev[:, 2] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW)
+        target.append(share or 0.0)
+    hand = LeftHand(np.array(target), weight)
+    for j, r in enumerate(rows):
+        if r.played is not None and len(r.played):
+            for o, d, pv in lay.events_of(r.played).tolist():
+                hand.add(np.array([j]), np.array([o - tk.ONSET0]), np.array([d - tk.DUR0 + 1]),
+                         np.array([(pv - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW]))
+    return hand
 
 
 def _answer_mask(rows: list[Row]) -> torch.Tensor | None:
