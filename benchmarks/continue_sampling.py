@@ -13,7 +13,7 @@ kept, median pitch difference to the prompt's end, bass presence, pulse clarity.
     python benchmarks/continue_sampling.py [--n 32] [--seed 100] [--model tatum-note] [--candidates 1]
         [--variants '{"g0": {"guidance": 0}, "g2": {"guidance": 2}, "equal": {"rerank": {}}}']
         [--data-root ../shared/data]
-        [--task style-transfer [--plan PLAN]] [--artist NAME]
+        [--task infill | --task style-transfer [--plan PLAN]] [--artist NAME]
 
 One JSON object per variant, one per line.
 """
@@ -76,7 +76,8 @@ def main(argv=None) -> list[dict]:
             options.RERANK_WEIGHTS.pop(verb, None)
         else:
             options.RERANK_WEIGHTS[verb] = weights
-    who = "the pianist (real next 15 s)" if a.task == "continuation" else "the input"
+    who = {"continuation": "the pianist (real next 15 s)", "infill": "the pianist (real 20–40 s)"}
+    who = who.get(a.task, "the input")
     print(json.dumps({"variant": who, **(real or {})}), flush=True)
     return rows
 

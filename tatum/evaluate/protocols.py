@@ -37,7 +37,7 @@ PROMPT_S, CONTINUE_S = 20.0, 15.0
 INFILL_S = (20.0, 40.0, 60.0)            # generated from 20 to 40 s of a 60 s excerpt
 STYLE_S, HARMONIZE_S = 60.0, 30.0         # default excerpt lengths
 RERANKED = ("continuation", "infill", "style-transfer")
-VERB_OF = {"continuation": "continue", "style-transfer": "improvise"}   # the verb each task runs
+VERB_OF = {"continuation": "continue", "infill": "infill", "style-transfer": "improvise"}   # the verb each task runs
 
 
 def default_data_root() -> Path:
