@@ -1043,11 +1043,8 @@ def test_replays_opening_is_chosen_from_more_drafts(pair):
 
 
 def test_the_left_hand_is_asked_for_while_the_window_has_less_bass_than_around_it():
-    from tatum.generate.sampling import BASS_AFTER, BASS_BELOW, BASS_GAIN, LeftHand, bass_share
+    from tatum.generate.sampling import BASS_AFTER, BASS_BELOW, BASS_GAIN, LeftHand
 
-    # G2 for a second under two seconds of a C5: a note below C3 sounds for half the sounding time
-    assert bass_share(np.array([0, 0]), np.array([100, 200]), np.array([43, 72])) == pytest.approx(0.5)
-    assert bass_share(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)) is None
     hand = LeftHand(np.array([0.6, 0.6, 0.0]), 1.0)
     rows = np.array([0, 1, 2])
     hand.add(rows, np.array([0, 0, 0]), np.array([150, 150, 150]), np.array([72, 40, 72]))

@@ -111,7 +111,7 @@ def test_the_anchor_keeps_the_left_hand_of_the_prompt():
     # A stride left hand (a bass note below C3 on beats 1 and 3) under a tune: left to itself the model
     # dropped the bass within a few seconds in two of three seeds; `anchor` favours the keys below C3
     # while the continuation has less bass than the prompt's last two windows (sampling.LeftHand).
-    from tatum.generate.sampling import bass_share
+    from tatum.evaluate.metrics import bass_presence
 
     rng = np.random.default_rng(0)
     on, du, pi = [], [], []
@@ -126,7 +126,7 @@ def test_the_anchor_keeps_the_left_hand_of_the_prompt():
     def bass(anchor: float) -> float:
         new = [continue_(prompt, seconds=15, candidates=1, seed=seed, anchor=anchor).slice(prompt.end_ms, 10**9)
                for seed in (5, 6, 7)]
-        return float(np.mean([bass_share(n.onset_ms // 10, n.dur_ms // 10, n.pitch) for n in new]))
+        return float(np.mean([bass_presence(n) for n in new]))
 
     free, anchored = bass(0.0), bass(1.0)
     assert anchored >= free + 0.08, (anchored, free)

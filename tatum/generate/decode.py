@@ -12,9 +12,11 @@ import torch
 from tatum import layout as lay
 from tatum import tokenizer as tk
 from tatum.errors import Interrupted
-from tatum.generate.sampling import Grammar, LeftHand, Pace, Sampling, bass_share, pick, pick_part, pitch_anchor
+from tatum.evaluate.metrics import bass_presence
+from tatum.generate.sampling import Grammar, LeftHand, Pace, Sampling, pick, pick_part, pitch_anchor
 from tatum.model.notelm import Cache, NoteLM
 from tatum.model.transformer import Seq2Seq
+from tatum.notes import Notes
 
 
 @dataclass
@@ -541,10 +543,9 @@ def _left_hand(rows: list[Row], weight: float) -> LeftHand | None:
         p = r.enc
         left = (p.place >= 2) & (p.place < lay.TARGET_PLACE) & lay.is_note(p.events) & (p.time >= -2 * tk.N_ONSET)
         ev = p.events[left]
-        # times from the start of the first of the two windows: the count starts from silence there
-        share = bass_share(p.time[left] + 2 * tk.N_ONSET, ev[:, 1] - tk.DUR0 + 1,
-                           (ev[:, 2] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW)
-        target.append(share or 0.0)
+        around = Notes(p.time[left] * tk.GRID_MS, (ev[:, 1] - tk.DUR0 + 1) * tk.GRID_MS,
+                       (ev[:, 2] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW, np.full(len(ev), 64))
+        target.append(bass_presence(around))
     hand = LeftHand(np.array(target), weight)
     for j, r in enumerate(rows):
         if r.played is not None and len(r.played):

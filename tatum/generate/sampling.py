@@ -9,6 +9,7 @@ import torch
 
 from tatum import tokenizer as tk
 from tatum.corruption import group_onsets
+from tatum.evaluate.metrics import BASS_BELOW
 from tatum.options import Sampling  # noqa: F401  (declared with the other options; imported from here too)
 
 
@@ -423,10 +424,9 @@ def pitch_anchor(pitches: np.ndarray, weight: float) -> torch.Tensor | None:
     return torch.from_numpy(np.repeat(-weight * outside / ANCHOR_SPAN, tk.VEL_BINS)).float()
 
 
-BASS_BELOW = 48     # C3: below it, the left hand
 # nats given to the keys below C3 per unit of bass presence short of the music around (× the anchor):
 # 2–3 brought the bass of continuations toward the pianists' and the judge heard them as no more random;
-# 8 as more random (README, "continue keeps the left hand")
+# 8 as more random (README, "`continue` and `jam` keep to the register and the left hand")
 BASS_GAIN = 3.0
 BASS_AFTER = 50     # grid steps of sounding time in the window before the left hand is judged
 
@@ -434,8 +434,9 @@ BASS_AFTER = 50     # grid steps of sounding time in the window before the left 
 class LeftHand:
     """Keeps the left hand of the music around a window: while a note below C3 has sounded for less
     of the window's sounding time so far than it did around the window (`target`, per row), the keys
-    below C3 gain `weight` × `BASS_GAIN` × the shortfall in nats. Sounding time is counted as the
-    notes are drawn (each in onset order), so the bookkeeping is a few numbers per row."""
+    below C3 gain `weight` × `BASS_GAIN` × the shortfall in nats. Sounding time is counted as
+    `metrics.bass_presence` counts it, but as the notes are drawn (each in onset order), so the
+    bookkeeping is a few numbers per row."""
 
     def __init__(self, target: np.ndarray, weight: float):
         n = len(target)
@@ -457,14 +458,6 @@ class LeftHand:
         share = cov[1] / np.maximum(cov[0], 1)
         short = np.where(cov[0] >= BASS_AFTER, np.maximum(0.0, self.target[rows] - share), 0.0)
         return torch.from_numpy(self.weight * BASS_GAIN * short[:, None] * self.low[None, :]).float()
-
-
-def bass_share(onset: np.ndarray, dur: np.ndarray, pitch: np.ndarray) -> float | None:
-    """Share of the notes' sounding time during which one below C3 sounds (None: nothing sounds)."""
-    keeper, one = LeftHand(np.zeros(1), 0.0), np.zeros(1, dtype=np.int64)
-    for i in np.argsort(onset, kind="stable"):      # one at a time: a row's notes build on each other
-        keeper.add(one, onset[i:i + 1], dur[i:i + 1], pitch[i:i + 1])
-    return None if keeper.covered[0, 0] == 0 else float(keeper.covered[1, 0] / keeper.covered[0, 0])
 
 
 def pick(logits: torch.Tensor, allowed: torch.Tensor, s: Sampling, gen: torch.Generator) -> torch.Tensor:
