@@ -216,10 +216,10 @@ class Sampling:
     top_p: float = option(1.0, number(0.01, 1.0), "Draw among tokens summing to P.", metavar="P")
     guidance: float = option(0.0, number(0.0, 10.0), "0–10: push toward style, controls.", metavar="W")
     # the model drifts up as it goes (a continuation climbed an octave in 15 s) and thins the left hand:
-    # a soft cost on keys outside the range of the music around the window, and the keys below C3
-    # favoured while the window has less bass than the two windows before (tatum.generate.sampling:
-    # pitch_anchor, LeftHand)
-    anchor: float = option(0.0, number(0.0, 3.0), "0–3: keep the register and bass around.", metavar="A")
+    # a soft cost on keys outside the range of the music around the window, the keys below C3
+    # favoured while the window has less bass than the two windows before, and onsets drawn sharper,
+    # so the beat it hears is kept (tatum.generate.sampling: pitch_anchor, LeftHand, steady)
+    anchor: float = option(0.0, number(0.0, 3.0), "0–3: hold the register, bass and beat.", metavar="A")
     seed: int | None = option(None, whole(0, SEED_MAX, none=True), "Make the run reproducible.", metavar="N",
                               advanced=False)
 

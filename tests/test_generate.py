@@ -1056,6 +1056,37 @@ def test_the_left_hand_is_asked_for_while_the_window_has_less_bass_than_around_i
     assert torch.all(early == 0)                                     # too soon to judge
 
 
+def test_the_anchor_draws_each_onset_surer_and_leaves_when_the_next_note_comes():
+    # two beats the model hesitates around (10 ms steps 200 and 350, spread ±8 steps) and a chance of
+    # ending the window: each beat keeps about its chance and the end its own, each onset falls nearer
+    # its beat; a power of 1 changes nothing
+    from tatum.generate.sampling import steady
+
+    steps = torch.arange(tk.N_ONSET, dtype=torch.float32)
+    p = 0.6 * torch.exp(-0.5 * ((steps - 200) / 8) ** 2) + 0.3 * torch.exp(-0.5 * ((steps - 350) / 8) ** 2)
+    p = torch.cat([torch.tensor([0.1]), 0.9 * p / p.sum()])
+    logits = (p.log() * 0.9)[None].repeat(2, 1)                     # to be drawn at temperature 0.9
+    q = torch.softmax(steady(logits, torch.tensor([1.8, 1.0]), 0.9) / 0.9, dim=-1)
+    assert torch.allclose(q[1], p, atol=1e-5)
+    q = q[0]
+    assert float(q[0]) == pytest.approx(0.1, abs=0.01)
+    first, second = slice(1 + 150, 1 + 275), slice(1 + 275, 1 + tk.N_ONSET)
+    assert float(q[first].sum()) == pytest.approx(float(p[first].sum()), abs=0.02)
+    assert float(q[second].sum()) == pytest.approx(float(p[second].sum()), abs=0.02)
+    near = slice(1 + 195, 1 + 206)                                  # within 50 ms of the beat
+    assert float(q[near].sum()) > float(p[near].sum()) + 0.03
+    assert torch.equal(steady(logits, torch.tensor([1.8, 1.8]), 0.0), logits)   # greedy: the likeliest step either way
+
+
+def test_onsets_are_sharpened_as_far_as_the_music_around_has_a_beat():
+    from tatum.generate.sampling import STEADY_FROM, STEADY_SPAN, TIMING_GAIN, steadiness
+
+    assert steadiness(float("nan"), 1.0) == 1.0 and steadiness(STEADY_FROM, 1.0) == 1.0     # no beat, rubato
+    assert steadiness(0.9, 0.0) == 1.0                                                       # not asked
+    assert steadiness(STEADY_FROM + STEADY_SPAN / 2, 1.0) == pytest.approx(1 + TIMING_GAIN / 2)
+    assert steadiness(0.9, 2.0) == pytest.approx(1 + 2 * TIMING_GAIN)
+
+
 def test_the_left_hands_target_is_the_bass_of_the_two_windows_before():
     # a C2 through the first half of each of the two windows before the target under a C5 held through
     # them: the target is half (counted from the first window's start, negative times in the layout);

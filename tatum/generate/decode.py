@@ -12,8 +12,8 @@ import torch
 from tatum import layout as lay
 from tatum import tokenizer as tk
 from tatum.errors import Interrupted
-from tatum.evaluate.metrics import bass_presence
-from tatum.generate.sampling import Grammar, LeftHand, Pace, Sampling, pick, pick_part, pitch_anchor
+from tatum.evaluate.metrics import bass_presence, pulse_clarity
+from tatum.generate.sampling import Grammar, LeftHand, Pace, Sampling, pick, pick_part, pitch_anchor, steadiness, steady
 from tatum.model.notelm import Cache, NoteLM
 from tatum.model.transformer import Seq2Seq
 from tatum.notes import Notes
@@ -428,6 +428,7 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     alive = torch.arange(n)
     anchors = _pitch_bias(rows, sampling.anchor)
     hand = _left_hand(rows, sampling.anchor)
+    power = _steadiness(rows, sampling.anchor)
 
     def mixed(logits: torch.Tensor) -> torch.Tensor:
         k = len(alive)
@@ -448,6 +449,8 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         if stop is not None and stop():
             raise Interrupted
         on = mixed(model.onset_logits(h))
+        if power is not None:
+            on = steady(on, power[alive], sampling.temperature)
         if fast:    # (the same draws as below, on the heads' own classes)
             allowed = grammar.onset_allowed()
             if i == 0 and answer is not None:
@@ -533,26 +536,34 @@ def _slice_bias(bias: torch.Tensor, onset: torch.Tensor) -> torch.Tensor:
     return bias[torch.arange(len(bias)), at.cpu()]
 
 
+def _before(row: Row) -> Notes:
+    """The notes of the two windows before a row's (times from the row's window start, negative)."""
+    p = row.enc
+    left = (p.place >= 2) & (p.place < lay.TARGET_PLACE) & lay.is_note(p.events) & (p.time >= -2 * tk.N_ONSET)
+    ev = p.events[left]
+    return Notes(p.time[left] * tk.GRID_MS, (ev[:, 1] - tk.DUR0 + 1) * tk.GRID_MS,
+                 (ev[:, 2] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW, np.full(len(ev), 64))
+
+
 def _left_hand(rows: list[Row], weight: float) -> LeftHand | None:
     """A `LeftHand` aiming at the bass share of the two windows before each row's (None: not asked).
     Notes already played in a window count as drawn."""
     if weight <= 0:
         return None
-    target = []
-    for r in rows:
-        p = r.enc
-        left = (p.place >= 2) & (p.place < lay.TARGET_PLACE) & lay.is_note(p.events) & (p.time >= -2 * tk.N_ONSET)
-        ev = p.events[left]
-        around = Notes(p.time[left] * tk.GRID_MS, (ev[:, 1] - tk.DUR0 + 1) * tk.GRID_MS,
-                       (ev[:, 2] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW, np.full(len(ev), 64))
-        target.append(bass_presence(around))
-    hand = LeftHand(np.array(target), weight)
+    hand = LeftHand(np.array([bass_presence(_before(r)) for r in rows]), weight)
     for j, r in enumerate(rows):
         if r.played is not None and len(r.played):
             for o, d, pv in lay.events_of(r.played).tolist():
                 hand.add(np.array([j]), np.array([o - tk.ONSET0]), np.array([d - tk.DUR0 + 1]),
                          np.array([(pv - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW]))
     return hand
+
+
+def _steadiness(rows: list[Row], anchor: float) -> torch.Tensor | None:
+    """Each row's `steadiness`, from the beat clarity of the two windows before it (None: not asked)."""
+    if anchor <= 0:
+        return None
+    return torch.tensor([steadiness(pulse_clarity(_before(r)), anchor) for r in rows])
 
 
 def _answer_mask(rows: list[Row]) -> torch.Tensor | None:
