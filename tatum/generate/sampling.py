@@ -471,9 +471,16 @@ class LeftHand:
 TIMING_GAIN = 0.8
 STEADY_FROM, STEADY_SPAN = 0.2, 0.2
 TIMING_REACH = 5.0   # grid steps: the spread (σ) of the neighbourhood whose chance stays as it was
-_GAP = np.subtract.outer(np.arange(tk.N_ONSET), np.arange(tk.N_ONSET))
-# [N_ONSET, N_ONSET] Gaussian weights of one step near another (a matrix product beats conv1d at batch)
-_NEAR = torch.from_numpy(np.where(np.abs(_GAP) <= 3 * TIMING_REACH, np.exp(-0.5 * (_GAP / TIMING_REACH) ** 2), 0.0)).float()
+
+
+def _near(reach: float) -> torch.Tensor:
+    """[N_ONSET, N_ONSET] Gaussian weights (σ `reach` steps, cut at 3σ) of one onset step near another:
+    a matrix product, which beats conv1d at a window's 8 drafts."""
+    gap = np.subtract.outer(np.arange(tk.N_ONSET), np.arange(tk.N_ONSET))
+    return torch.from_numpy(np.where(np.abs(gap) <= 3 * reach, np.exp(-0.5 * (gap / reach) ** 2), 0.0)).float()
+
+
+_NEAR = _near(TIMING_REACH)
 
 
 def steadiness(clarity: float, anchor: float) -> float:
