@@ -486,8 +486,9 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
         pv_logits = mixed(model.pv_logits(g, both(dur)))
         if anchors is not None:
             pv_logits = pv_logits + _slice_bias(anchors[alive], onset).to(pv_logits.device)
-        if hand is not None:
-            pv_logits = pv_logits + hand.bias(alive.numpy(), (onset - tk.ONSET0).numpy()).to(pv_logits.device)
+        bass = None if hand is None else hand.bias(alive.numpy(), (onset - tk.ONSET0).numpy())
+        if bass is not None:
+            pv_logits = pv_logits + bass.to(pv_logits.device)
         if fast:
             pv = pick_part(pv_logits, grammar.pv_allowed(), sampling, gen, V) + tk.PV0
         else:

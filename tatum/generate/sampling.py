@@ -452,11 +452,13 @@ class LeftHand:
             self.covered[k, r] += np.maximum(0, end - np.maximum(on, self.until[k, r]))
             self.until[k, r] = np.maximum(self.until[k, r], end)
 
-    def bias(self, rows: np.ndarray, now: np.ndarray) -> torch.Tensor:
-        """[len(rows), N_PV] for the notes about to be drawn at grid steps `now`."""
+    def bias(self, rows: np.ndarray, now: np.ndarray) -> torch.Tensor | None:
+        """[len(rows), N_PV] for the notes about to be drawn at grid steps `now` (None: no row short)."""
         cov = self.covered[:, rows] - np.maximum(0, self.until[:, rows] - now)
         share = cov[1] / np.maximum(cov[0], 1)
         short = np.where(cov[0] >= BASS_AFTER, np.maximum(0.0, self.target[rows] - share), 0.0)
+        if not short.any():
+            return None
         return torch.from_numpy(self.weight * BASS_GAIN * short[:, None] * self.low[None, :]).float()
 
 
