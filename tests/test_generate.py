@@ -1092,12 +1092,12 @@ def test_the_left_hands_target_is_the_bass_of_the_two_windows_before():
     # them: the target is half (counted from the first window's start, negative times in the layout);
     # the window before those, all bass, is too far back to count
     from tatum import layout as lay
-    from tatum.generate.decode import _left_hand
+    from tatum.generate.decode import _before, _left_hand
 
     def window(bass_ms: int) -> np.ndarray:
         return tk.encode_segment(Notes(np.array([0, 0]), np.array([bass_ms, 5000]), np.array([36, 72]), np.full(2, 80)))
 
     enc = lay.build((0, 0, 0, 0), 0, window(2500), [window(5000), window(2500), window(2500)], [], None, 512)
-    hand = _left_hand([Row(enc)], 1.0)
+    hand = _left_hand([Row(enc)], [_before(Row(enc))], 1.0)
     assert hand.target[0] == pytest.approx(0.5, abs=0.01)
-    assert _left_hand([Row(enc)], 0.0) is None
+    assert _left_hand([Row(enc)], None, 0.0) is None

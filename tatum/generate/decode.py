@@ -427,8 +427,9 @@ def decode_events(model: NoteLM, rows: list[Row], sampling: Sampling, style: Sty
     gen = gen or sampling.generator()
     alive = torch.arange(n)
     anchors = _pitch_bias(rows, sampling.anchor)
-    hand = _left_hand(rows, sampling.anchor)
-    power = _steadiness(rows, sampling.anchor)
+    before = [_before(r) for r in rows] if sampling.anchor > 0 else None
+    hand = _left_hand(rows, before, sampling.anchor)
+    power = _steadiness(before, sampling.anchor)
 
     def mixed(logits: torch.Tensor) -> torch.Tensor:
         k = len(alive)
@@ -546,12 +547,12 @@ def _before(row: Row) -> Notes:
                  (ev[:, 2] - tk.PV0) // tk.VEL_BINS + tk.PIANO_LOW, np.full(len(ev), 64))
 
 
-def _left_hand(rows: list[Row], weight: float) -> LeftHand | None:
-    """A `LeftHand` aiming at the bass share of the two windows before each row's (None: not asked).
-    Notes already played in a window count as drawn."""
+def _left_hand(rows: list[Row], before: list[Notes] | None, weight: float) -> LeftHand | None:
+    """A `LeftHand` aiming at the bass share of the two windows before each row's (their notes,
+    `_before`; None: not asked). Notes already played in a window count as drawn."""
     if weight <= 0:
         return None
-    hand = LeftHand(np.array([bass_presence(_before(r)) for r in rows]), weight)
+    hand = LeftHand(np.array([bass_presence(b) for b in before]), weight)
     for j, r in enumerate(rows):
         if r.played is not None and len(r.played):
             for o, d, pv in lay.events_of(r.played).tolist():
@@ -560,11 +561,12 @@ def _left_hand(rows: list[Row], weight: float) -> LeftHand | None:
     return hand
 
 
-def _steadiness(rows: list[Row], anchor: float) -> torch.Tensor | None:
-    """Each row's `steadiness`, from the beat clarity of the two windows before it (None: not asked)."""
+def _steadiness(before: list[Notes] | None, anchor: float) -> torch.Tensor | None:
+    """Each row's `steadiness`, from the beat clarity of the two windows before it (their notes,
+    `_before`; None: not asked)."""
     if anchor <= 0:
         return None
-    return torch.tensor([steadiness(pulse_clarity(_before(r)), anchor) for r in rows])
+    return torch.tensor([steadiness(pulse_clarity(b), anchor) for b in before])
 
 
 def _answer_mask(rows: list[Row]) -> torch.Tensor | None:

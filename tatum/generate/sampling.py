@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -475,14 +476,12 @@ STEADY_FROM, STEADY_SPAN = 0.2, 0.2
 TIMING_REACH = 5.0   # grid steps: the spread (σ) of the neighbourhood whose chance stays as it was
 
 
+@functools.cache
 def _near(reach: float) -> torch.Tensor:
     """[N_ONSET, N_ONSET] Gaussian weights (σ `reach` steps, cut at 3σ) of one onset step near another:
-    a matrix product, which beats conv1d at a window's 8 drafts."""
+    a matrix product, which beats conv1d at a window's 8 drafts (built at the first use, not at import)."""
     gap = np.subtract.outer(np.arange(tk.N_ONSET), np.arange(tk.N_ONSET))
     return torch.from_numpy(np.where(np.abs(gap) <= 3 * reach, np.exp(-0.5 * (gap / reach) ** 2), 0.0)).float()
-
-
-_NEAR = _near(TIMING_REACH)
 
 
 def steadiness(clarity: float, anchor: float) -> float:
@@ -503,7 +502,7 @@ def steady(onset_logits: torch.Tensor, power: torch.Tensor, temperature: float) 
     lp = torch.log_softmax(onset_logits.float() / temperature, dim=-1)
     on = lp[:, 1:]
     sharp = torch.exp(power.to(on)[:, None] * (on - on.max(dim=-1, keepdim=True).values))
-    was, now = (torch.cat([on.exp(), sharp]) @ _NEAR.to(on.device)).chunk(2)   # near each step: before, after
+    was, now = (torch.cat([on.exp(), sharp]) @ _near(TIMING_REACH).to(on.device)).chunk(2)   # near each step: before, after
     kept = sharp * was / now.clamp_min(1e-30)
     return torch.cat([lp[:, :1], kept.clamp_min(1e-30).log()], dim=-1) * temperature
 
