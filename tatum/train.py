@@ -65,6 +65,8 @@ class TrainConfig:
     p_no_right: float = 0.25           # NoteLM: share of examples without right context (continuation)
     budget_cpu_s: float = 0.0          # > 0: the schedule runs over this much process CPU time and stops
                                        # there (equal-CPU comparisons of designs; not exactly resumable)
+    budget_wall_s: float = 0.0         # > 0: likewise over this much wall time spent in steps (a rented GPU
+                                       # for a fixed time; not exactly resumable)
     log_every: int = 10
     chunks: int = 4                    # length-sorted pieces of each micro-batch (less padding)
     extra: dict = field(default_factory=dict)
@@ -123,11 +125,18 @@ def warm_start(init: str, overrides: dict) -> tuple[Seq2Seq | NoteLM, Tokenizer]
 
 
 # --------------------------------------------------------------------- schedule
-def lr_at(step: int, cfg: TrainConfig, cpu_s: float = 0.0) -> float:
+def budget_used(cfg: TrainConfig, cpu_s: float, wall_s: float) -> float | None:
+    """The share of a time budget spent (may pass 1), or None when the run is counted in steps."""
+    shares = [used / budget for used, budget in ((cpu_s, cfg.budget_cpu_s), (wall_s, cfg.budget_wall_s)) if budget]
+    return max(shares) if shares else None
+
+
+def lr_at(step: int, cfg: TrainConfig, cpu_s: float = 0.0, wall_s: float = 0.0) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    if cfg.budget_cpu_s:
-        t = min(1.0, cpu_s / cfg.budget_cpu_s)
+    used = budget_used(cfg, cpu_s, wall_s)
+    if used is not None:
+        t = min(1.0, used)
     else:
         t = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
@@ -506,7 +515,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     last = {}
     model.train()
     for step in range(start, cfg.max_steps):
-        lr = lr_at(step, cfg, run.cpu_s)
+        lr = lr_at(step, cfg, run.cpu_s, run.elapsed)
         for g in opt.param_groups:
             g["lr"] = lr
         t0, c0 = time.time(), time.process_time()
@@ -519,7 +528,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         run.elapsed += time.time() - t0
         run.cpu_s += time.process_time() - c0
         last = {"step": step + 1, "loss": loss, "lr": lr, "grad_norm": gnorm, "tokens_seen": run.tokens_seen}
-        done = step + 1 == cfg.max_steps or bool(cfg.budget_cpu_s and run.cpu_s >= cfg.budget_cpu_s)
+        done = step + 1 == cfg.max_steps or (budget_used(cfg, run.cpu_s, run.elapsed) or 0.0) >= 1.0
         if folder is not None:
             if bar is not None:
                 bar.update(1)

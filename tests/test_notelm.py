@@ -25,7 +25,7 @@ from tatum.model.config import build_model, preset
 from tatum.model.notelm import NoteLM
 from tatum.notes import Notes
 from tatum.tokenizer import Tokenizer
-from tatum.train import TrainConfig, train
+from tatum.train import TrainConfig, lr_at, train
 from tatum.validation import nats_per_note, tasks as val_tasks
 
 from test_generate import check_row, grid_piece, melody_line, near_melody_groups
@@ -195,6 +195,18 @@ def test_a_cpu_budget_ends_the_run_with_a_validated_checkpoint(shards, tmp_path)
     lines = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     assert "val" in lines[-1] and lines[-1]["cpu_s"] >= 1.0
     assert (out / "checkpoint" / "config.json").exists()
+
+
+def test_a_wall_budget_paces_the_schedule_and_ends_the_run(shards, tmp_path):  # noqa: F811
+    cfg = TrainConfig(shards=str(shards), out=str(tmp_path / "wall"), preset="note-tiny", max_steps=10_000,
+                      warmup=2, lr=1e-3, min_lr=1e-4, val_every=1000, batch_size=2, threads=1,
+                      val_per_corruption=2, budget_wall_s=1.0)
+    assert lr_at(50, cfg, wall_s=0.5) == pytest.approx((1e-3 + 1e-4) / 2)    # half the time: half way down
+    assert lr_at(50, cfg, wall_s=2.0) == pytest.approx(1e-4)
+    last = train(cfg, progress=False)
+    assert last["step"] < 10_000
+    lines = [json.loads(l) for l in (tmp_path / "wall" / "log.jsonl").read_text().splitlines()]
+    assert "val" in lines[-1] and lines[-1]["elapsed"] >= 1.0
 
 
 def test_validation_measures_both_layouts_on_the_same_notes(shards):  # noqa: F811
