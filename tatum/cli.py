@@ -722,6 +722,8 @@ def train_cmd(
     out_dir: Path = opt(..., "Run folder: state, log, checkpoint/, best/.", "--out", "-o", metavar="DIR"),
     preset_name: str = opt("small", "tiny, small, paper, note-tiny, note-small.", "--preset", metavar="NAME"),
     steps: int = opt(20000, "Total optimizer steps.", metavar="N"),
+    minutes: float = opt(0.0, "Train this long instead (step time; the schedule spans it, --steps caps it).",
+                         metavar="M"),
     resume: bool = opt(False, "Continue the run in --out where it stopped.", "--resume"),
     init: Optional[str] = opt(None, "Start from this checkpoint.", metavar="DIR"),
     artist: Optional[str] = opt(None, "Train only on this pianist's pieces.", metavar="NAME"),
@@ -744,13 +746,16 @@ def train_cmd(
     """
     from tatum.train import TrainConfig, train
 
+    if minutes < 0:
+        raise TatumError(f"--minutes {minutes:g}: give a positive time, or 0 to count --steps")
     if (out_dir / "state" / "latest.json").exists() and not resume:
         raise TatumError("holds a training run already; pass --resume to continue it, or pick another --out",
                          out_dir)
     cfg = TrainConfig(shards=str(shards), out=str(out_dir), preset=preset_name, init=init, artist=artist,
                       genre=genre, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr=lr / 10,
                       warmup=warmup, max_steps=steps, val_every=val_every, save_every=save_every,
-                      threads=threads, workers=workers, seed=seed, model=_model_settings(set_))
+                      threads=threads, workers=workers, seed=seed, model=_model_settings(set_),
+                      budget_wall_s=60 * minutes)
     last = train(cfg)
     if last and os.environ.get("RANK", "0") == "0":
         console.print(f"step {last['step']}: loss {last['loss']:.3f}; checkpoint → {out_dir / 'checkpoint'}")

@@ -377,6 +377,16 @@ def test_warm_start_into_anchored_aligned_keeps_every_other_weight(tmp_path):
         warm_start(str(path), {"d_model": 128})
 
 
+def test_train_cli_runs_for_minutes_and_refuses_a_negative_time(shards, tmp_path):
+    line = one_line_error(cli("train", shards, "-o", tmp_path / "neg", "--minutes", -1))
+    assert line.startswith("tatum: error: --minutes -1") and not (tmp_path / "neg").exists()
+    r = cli("train", shards, "-o", tmp_path / "run", "--preset", "tiny", "--minutes", 0.02, "--batch-size", 2,
+            "--threads", 1, "--val-every", 10_000, "--warmup", 2)
+    assert r.returncode == 0, r.stderr[-2000:]
+    train_lines, val_lines = read_log(tmp_path / "run")
+    assert 0 < max(train_lines) < 20000 and val_lines[-1]["elapsed"] >= 1.2
+
+
 def test_train_cli_refuses_an_unknown_model_setting(tmp_path):
     line = one_line_error(cli("train", tmp_path, "-o", tmp_path / "run", "--set", "depth=3"))
     assert line.startswith("tatum: error: --set 'depth=3'") and "cross_bias" in line
