@@ -90,8 +90,9 @@ def test_no_new_note_strikes_a_key_again_within_100_ms(pijama_val_files):
 
 
 def test_the_anchor_keeps_a_continuation_in_the_register_of_its_prompt():
-    # A right-hand line between C5 and C6: left to itself the model went down to the bass in one of two
-    # seeds (18 % of its notes more than 6 semitones below the line's range); `anchor` makes such keys cost.
+    # A right-hand line between C5 and C6: left to itself the model goes down to the middle and the bass
+    # (18 % of its notes more than 6 semitones outside the line's range with the model shipped before
+    # 2026-12-04, 29 % with today's); `anchor` makes such keys cost (0 % then, 7 % now: a few D4s).
     rng = np.random.default_rng(0)
     on = np.arange(80) * 250
     prompt = Notes(on, np.full(80, 200), 72 + rng.choice([0, 2, 4, 5, 7, 9, 11, 12], size=80), np.full(80, 80))
@@ -104,14 +105,15 @@ def test_the_anchor_keeps_a_continuation_in_the_register_of_its_prompt():
         return float(np.mean((pitch < lo - 6) | (pitch > hi + 6)))
 
     free, anchored = outside(0.0), outside(3.0)
-    assert anchored <= 0.02 and anchored <= free, (anchored, free)
+    assert anchored <= 0.1 and anchored <= free / 3, (anchored, free)
 
 
 def test_the_anchor_keeps_the_left_hand_of_the_prompt(monkeypatch):
-    # A stride left hand (a bass note below C3 on beats 1 and 3) under a tune: left to itself the model
-    # dropped the bass within a few seconds in two of three seeds; `anchor` favours the keys below C3
-    # while the continuation has less bass than the prompt's last two windows (sampling.LeftHand; the
-    # anchor's other terms are left on both ways).
+    # A stride left hand (a bass note below C3 on beats 1 and 3) under a tune: the model shipped before
+    # 2026-12-04 dropped the bass within a few seconds in two of three seeds, and `anchor`'s left hand
+    # (sampling.LeftHand: keys below C3 favoured while the continuation has less bass than the prompt's
+    # last two windows) took it from 0.23 to 0.33. The model trained on nine times the music keeps it by
+    # itself (0.47 of the time against the prompt's 0.46); the left hand must keep it there.
     from tatum.evaluate.metrics import bass_presence
     from tatum.generate import sampling
 
@@ -133,7 +135,7 @@ def test_the_anchor_keeps_the_left_hand_of_the_prompt(monkeypatch):
 
     gain = sampling.BASS_GAIN
     free, anchored = bass(0.0), bass(gain)
-    assert anchored >= free + 0.08, (anchored, free)
+    assert anchored >= 0.9 * bass_presence(prompt) and anchored >= free - 0.02, (anchored, free)
 
 
 def test_the_anchor_keeps_the_beat_of_the_prompt(pijama_val_files, monkeypatch):
