@@ -527,6 +527,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         run.step, run.tokens_seen = step + 1, run.tokens_seen + n_tok
         run.elapsed += time.time() - t0
         run.cpu_s += time.process_time() - c0
+        if world > 1 and (cfg.budget_cpu_s or cfg.budget_wall_s):
+            # Rank 0's clocks for all: ranks on their own would draw different learning rates (their
+            # weights would drift apart) and could stop a step apart (the others then wait forever).
+            clocks = torch.tensor([run.elapsed, run.cpu_s], dtype=torch.float64, device=device)
+            dist.broadcast(clocks, 0)
+            run.elapsed, run.cpu_s = clocks.tolist()
         last = {"step": step + 1, "loss": loss, "lr": lr, "grad_norm": gnorm, "tokens_seen": run.tokens_seen}
         done = step + 1 == cfg.max_steps or (budget_used(cfg, run.cpu_s, run.elapsed) or 0.0) >= 1.0
         if folder is not None:

@@ -309,15 +309,14 @@ def test_finetune_on_an_unknown_artist_is_refused(shards, base_ckpt, tmp_path):
 
 
 # ------------------------------------------------------------------------ DDP
-@pytest.fixture(scope="module")
-def ddp_run(shards, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ddp") / "run"
+def torchrun_train(shards: Path, out: Path, *args) -> None:
+    """`tatum train` in two processes (DDP), which must end within 180 s."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "tatum.cli", "train", str(shards), "-o", str(out), "--preset", "tiny", "--steps", "3",
-           "--batch-size", "2", "--threads", "1"]
+           "-m", "tatum.cli", "train", str(shards), "-o", str(out), "--preset", "tiny", "--batch-size", "2",
+           "--threads", "1", *map(str, args)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
@@ -327,7 +326,20 @@ def ddp_run(shards, tmp_path_factory) -> Path:
         proc.communicate()
         pytest.fail("torchrun training did not finish in 180 s")
     assert proc.returncode == 0, output[-3000:]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(shards, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    torchrun_train(shards, out, "--steps", 3)
     return out
+
+
+def test_ddp_for_minutes_stops_every_rank_at_the_same_step(shards, tmp_path):
+    # Each rank's own clock would stop it a step apart from the other, which then waits forever.
+    torchrun_train(shards, tmp_path / "run", "--minutes", 0.03, "--warmup", 2, "--val-every", 10_000)
+    train_lines, val_lines = read_log(tmp_path / "run")
+    assert val_lines[-1]["step"] == max(train_lines) and val_lines[-1]["elapsed"] >= 1.8
 
 
 def _tokens_per_rank(shards: Path, steps: int, batch_size: int, world: int) -> list[int]:
