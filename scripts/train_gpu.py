@@ -4,29 +4,21 @@
                                 [--lr 3e-4] [--warmup 150] [--seed 7]
 
 OUT/general and OUT/tatum are run folders (`tatum train`'s: --resume-able state, log, best/); OUT/tatum-note
-and OUT/tatum-note-tatum their best checkpoints in fp16, as shipped (`scripts/ship_model.py` writes the
-card). Minutes count step time only; validation and start-up come on top (about 15 % on an H200).
+and OUT/tatum-note-tatum their best checkpoints as `scripts/ship_model.py` ships them (fp16, a card).
+Minutes count step time only; validation and start-up come on top (about 15 % on an H200).
 Runs on a CPU too, slowly: a smoke test with --minutes 0.05.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 import torch
+from ship_model import main as ship     # scripts/ is on the path when this runs as a script
 
-from tatum.model.checkpoint import load_model, save_checkpoint
 from tatum.train import TrainConfig, train
-
-
-def half(run: Path, dst: Path) -> None:
-    """The run's best checkpoint in fp16: half the bytes, the same notes to within rounding."""
-    model, tok = load_model(run / "best")
-    training = json.loads((run / "best" / "config.json").read_text())["training"]
-    save_checkpoint(model, tok, dst, training=training, dtype=torch.float16)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,13 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     # --- the general model: batch 256, a cosine over the minutes given
     train(TrainConfig(out=str(out / "general"), init=a.init, batch_size=256 if gpu else 4, lr=a.lr, min_lr=2e-5,
                       warmup=a.warmup, seed=a.seed, val_every=250, budget_wall_s=60 * a.minutes, **common))
-    half(out / "general", out / "tatum-note")
+    ship(str(out / "general" / "best"), str(out / "tatum-note"))
 
     # --- Art Tatum: his training recordings only, the lowest Tatum validation loss kept
     train(TrainConfig(out=str(out / "tatum"), init=str(out / "general" / "best"), artist="Art Tatum",
                       batch_size=64 if gpu else 4, lr=1e-4, min_lr=1e-5, warmup=20, seed=a.seed + 1, val_every=25,
                       budget_wall_s=60 * a.tatum_minutes, **common))
-    half(out / "tatum", out / "tatum-note-tatum")
+    ship(str(out / "tatum" / "best"), str(out / "tatum-note-tatum"))
     print(f"→ {out / 'tatum-note'}, {out / 'tatum-note-tatum'}")
 
 
